@@ -1,0 +1,326 @@
+//! Serialisation of an execution's parameters into the one document an action reads
+//! (DESIGN.md §2 step 3): compact one-line JSON, a YAML document that PyYAML reads back
+//! as the same value, or dotenv lines that `set -a; . file` in `sh` reproduces byte for byte.
+
+use serde_json::{Map, Value};
+use std::fmt::Write as _;
+
+/// How the parameter document is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Compact JSON on one line, then `\n`.
+    #[default]
+    Json,
+    /// `KEY='VALUE'` lines, one per top-level parameter.
+    Dotenv,
+    /// One YAML document.
+    Yaml,
+}
+
+impl Format {
+    /// All formats, in documentation order.
+    pub const ALL: [Format; 3] = [Format::Json, Format::Dotenv, Format::Yaml];
+
+    /// The name used in action metadata and in `ATTUNE_PARAMETER_FORMAT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Dotenv => "dotenv",
+            Format::Yaml => "yaml",
+        }
+    }
+
+    /// The parameter file's extension for file delivery.
+    pub fn file_extension(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Dotenv => "env",
+            Format::Yaml => "yaml",
+        }
+    }
+
+    /// Parses a format name as written in action metadata.
+    pub fn parse(s: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why parameters could not be serialised. Messages name parameters, never values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormatError {
+    /// dotenv cannot carry a NUL byte through `sh`.
+    #[error("parameter `{0}` contains a NUL byte, which the dotenv format cannot carry; use json or yaml")]
+    NulInDotenv(String),
+    /// Two parameter names map to the same dotenv key.
+    #[error("parameters `{0}` and `{1}` both become the dotenv key {2}; rename one or use json or yaml")]
+    KeyCollision(String, String, String),
+    /// A parameter name that cannot become a dotenv key.
+    #[error("parameter name `{0}` cannot become a dotenv key (it is empty)")]
+    BadKey(String),
+}
+
+/// Serialises `params` in `format`. The result is the exact document delivered to the action.
+pub fn serialize(params: &Map<String, Value>, format: Format) -> Result<Vec<u8>, FormatError> {
+    match format {
+        Format::Json => Ok(to_json_line(params)),
+        Format::Yaml => Ok(to_yaml(params).into_bytes()),
+        Format::Dotenv => to_dotenv(params),
+    }
+}
+
+fn to_json_line(params: &Map<String, Value>) -> Vec<u8> {
+    // Serialising a map of JSON values cannot fail: keys are strings, numbers are finite.
+    let mut out = serde_json::to_vec(params).unwrap_or_else(|_| b"{}".to_vec());
+    out.push(b'\n');
+    out
+}
+
+/// The dotenv key for a parameter name: upper-cased, every character outside `[A-Z0-9_]`
+/// replaced by `_`, a leading digit prefixed with `_`.
+pub fn dotenv_key(name: &str) -> Result<String, FormatError> {
+    if name.is_empty() {
+        return Err(FormatError::BadKey(name.to_string()));
+    }
+    let mut key = String::with_capacity(name.len() + 1);
+    if name.as_bytes()[0].is_ascii_digit() {
+        key.push('_');
+    }
+    for c in name.chars() {
+        let u = c.to_ascii_uppercase();
+        key.push(if u.is_ascii_uppercase() || u.is_ascii_digit() || u == '_' {
+            u
+        } else {
+            '_'
+        });
+    }
+    Ok(key)
+}
+
+/// Checks that the given parameter names map to distinct dotenv keys.
+pub fn check_dotenv_keys<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), FormatError> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for name in names {
+        let key = dotenv_key(name)?;
+        if let Some(prev) = seen.insert(key.clone(), name) {
+            let (a, b) = if prev < name { (prev, name) } else { (name, prev) };
+            return Err(FormatError::KeyCollision(a.into(), b.into(), key));
+        }
+    }
+    Ok(())
+}
+
+fn to_dotenv(params: &Map<String, Value>) -> Result<Vec<u8>, FormatError> {
+    check_dotenv_keys(params.keys().map(String::as_str))?;
+    let mut out = String::new();
+    for (name, value) in params {
+        let text: std::borrow::Cow<'_, str> = match value {
+            Value::Null => "".into(),
+            Value::String(s) => s.as_str().into(),
+            Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => {
+                serde_json::to_string(value).unwrap_or_default().into()
+            }
+        };
+        if text.contains('\0') {
+            return Err(FormatError::NulInDotenv(name.clone()));
+        }
+        out.push_str(&dotenv_key(name)?);
+        out.push_str("='");
+        out.push_str(&text.replace('\'', "'\\''"));
+        out.push_str("'\n");
+    }
+    Ok(out.into_bytes())
+}
+
+/// Renders `params` as one block-style YAML document whose `yaml.safe_load` equals the JSON
+/// value. Every string is double-quoted with every character PyYAML would reinterpret
+/// escaped, so `yes`, `1.0`, `null`, `~`, `=` and dates stay strings.
+pub fn to_yaml(params: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    if params.is_empty() {
+        out.push_str("{}\n");
+    } else {
+        yaml_map(&mut out, params, 0);
+    }
+    out
+}
+
+// PyYAML only allows implicit keys up to 1024 characters; longer ones use `? key`.
+const YAML_MAX_IMPLICIT_KEY: usize = 1000;
+
+fn yaml_map(out: &mut String, map: &Map<String, Value>, indent: usize) {
+    for (k, v) in map {
+        pad(out, indent);
+        let start = out.len();
+        yaml_string(out, k);
+        if out.len() - start > YAML_MAX_IMPLICIT_KEY {
+            out.insert_str(start, "? ");
+            out.push('\n');
+            pad(out, indent);
+        }
+        out.push(':');
+        yaml_value_after_indicator(out, v, indent);
+    }
+}
+
+fn yaml_seq(out: &mut String, items: &[Value], indent: usize) {
+    for item in items {
+        pad(out, indent);
+        out.push('-');
+        yaml_value_after_indicator(out, item, indent);
+    }
+}
+
+/// Writes a value after `key:` or `-`: scalars and empty collections on the same line,
+/// non-empty collections on the following lines, indented two more columns.
+fn yaml_value_after_indicator(out: &mut String, v: &Value, indent: usize) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            yaml_map(out, m, indent + 2);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            yaml_seq(out, a, indent + 2);
+        }
+        _ => {
+            out.push(' ');
+            yaml_scalar(out, v);
+            out.push('\n');
+        }
+    }
+}
+
+fn pad(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn yaml_scalar(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => yaml_number(out, n),
+        Value::String(s) => yaml_string(out, s),
+        Value::Array(_) => out.push_str("[]"),
+        Value::Object(_) => out.push_str("{}"),
+    }
+}
+
+/// Integers as they are; floats in the YAML 1.1 form PyYAML resolves as a float
+/// (a `.` in the mantissa, a sign in the exponent): `1e300` becomes `1.0e+300`.
+fn yaml_number(out: &mut String, n: &serde_json::Number) {
+    let text = n.to_string();
+    if n.is_i64() || n.is_u64() {
+        out.push_str(&text);
+        return;
+    }
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text.as_str(), None),
+    };
+    out.push_str(mantissa);
+    if !mantissa.contains('.') {
+        out.push_str(".0");
+    }
+    if let Some(exp) = exponent {
+        out.push('e');
+        if !exp.starts_with(['+', '-']) {
+            out.push('+');
+        }
+        out.push_str(exp);
+    }
+}
+
+fn yaml_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            // C0 and C1 controls (NEL U+0085 is a line break in YAML 1.1), DEL, the BOM
+            // and the non-characters PyYAML's reader refuses.
+            c if (c as u32) < 0x20 || ((c as u32) >= 0x7f && (c as u32) <= 0x9f) => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            '\u{FEFF}' | '\u{FFFE}' | '\u{FFFF}' => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn json_is_one_line() {
+        let p = obj(json!({"a": "x\ny", "b": [1, 2]}));
+        let out = serialize(&p, Format::Json).unwrap();
+        assert_eq!(out, b"{\"a\":\"x\\ny\",\"b\":[1,2]}\n");
+    }
+
+    #[test]
+    fn dotenv_keys_and_values() {
+        let p = obj(json!({"my-param": "it's", "1st": 1.5, "flag": true, "none": null, "l": ["a"]}));
+        let out = String::from_utf8(serialize(&p, Format::Dotenv).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "_1ST='1.5'\nFLAG='true'\nL='[\"a\"]'\nMY_PARAM='it'\\''s'\nNONE=''\n"
+        );
+    }
+
+    #[test]
+    fn dotenv_rejects_nul_and_collisions() {
+        let p = obj(json!({"a": "x\u{0}y"}));
+        assert_eq!(
+            serialize(&p, Format::Dotenv),
+            Err(FormatError::NulInDotenv("a".into()))
+        );
+        let p = obj(json!({"a-b": 1, "a_b": 2}));
+        assert!(matches!(
+            serialize(&p, Format::Dotenv),
+            Err(FormatError::KeyCollision(_, _, k)) if k == "A_B"
+        ));
+    }
+
+    #[test]
+    fn yaml_quotes_everything_ambiguous() {
+        let p = obj(json!({"yes": "no", "n": 1e300, "i": 3, "f": 1.0, "s": "~", "e": [], "o": {}}));
+        let y = to_yaml(&p);
+        assert_eq!(
+            y,
+            "\"e\": []\n\"f\": 1.0\n\"i\": 3\n\"n\": 1.0e+300\n\"o\": {}\n\"s\": \"~\"\n\"yes\": \"no\"\n"
+        );
+    }
+
+    #[test]
+    fn yaml_nested_and_long_keys() {
+        let long = "k".repeat(1500);
+        let mut p = Map::new();
+        p.insert(long.clone(), json!([{"a": [1, [2]]}]));
+        let y = to_yaml(&p);
+        assert!(y.starts_with(&format!("? \"{long}\"\n:\n  -\n    \"a\":\n      - 1\n      -\n        - 2\n")));
+    }
+}

@@ -1,0 +1,349 @@
+//! An action's parameter schema (DESIGN.md §1, §2 step 1): both the JSON Schema
+//! `{type: object, properties, required}` form and the flat `{name: {type, required, secret}}`
+//! form normalise to one JSON Schema; defaults are applied, then the parameters are validated
+//! and every violation is reported. Messages never show the value of a secret parameter.
+
+use serde_json::{json, Map, Value};
+
+/// A normalised, compiled parameter schema.
+#[derive(Debug, Clone)]
+pub struct ParamSchema {
+    schema: Value,
+    secret: Vec<String>,
+    validator: std::sync::Arc<jsonschema::Validator>,
+}
+
+/// Why a parameter schema is unusable; the message names the key at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct SchemaError(pub String);
+
+/// Parameters that do not satisfy the schema: every violation, one line each.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{}", .0.join("; "))]
+pub struct Violations(pub Vec<String>);
+
+impl ParamSchema {
+    /// Normalises and compiles the `parameters` value of an action's metadata (`None`: no
+    /// parameters at all).
+    pub fn from_metadata(raw: Option<&Value>) -> Result<ParamSchema, SchemaError> {
+        let (schema, secret) = normalise(raw)?;
+        let validator = compile(&schema)?;
+        Ok(ParamSchema {
+            schema,
+            secret,
+            validator: std::sync::Arc::new(validator),
+        })
+    }
+
+    /// The normalised JSON Schema.
+    pub fn json_schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// The names of the top-level parameters marked `secret: true`, sorted.
+    pub fn secret_names(&self) -> &[String] {
+        &self.secret
+    }
+
+    /// Whether the top-level parameter `name` is secret.
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.secret.binary_search_by(|s| s.as_str().cmp(name)).is_ok()
+    }
+
+    /// The declared top-level parameters.
+    pub fn properties(&self) -> Option<&Map<String, Value>> {
+        self.schema.get("properties").and_then(Value::as_object)
+    }
+
+    /// The names of required top-level parameters.
+    pub fn required(&self) -> Vec<&str> {
+        self.schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// Applies defaults for missing top-level parameters, then validates.
+    pub fn prepare(&self, mut params: Map<String, Value>) -> Result<Map<String, Value>, Violations> {
+        if let Some(props) = self.properties() {
+            for (name, prop) in props {
+                if let Some(default) = prop.get("default") {
+                    if !params.contains_key(name) {
+                        params.insert(name.clone(), default.clone());
+                    }
+                }
+            }
+        }
+        let instance = Value::Object(params);
+        let mut problems: Vec<String> = Vec::new();
+        for err in self.validator.iter_errors(&instance) {
+            let pointer = err.instance_path().to_string();
+            let top = pointer
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .replace("~1", "/")
+                .replace("~0", "~");
+            let text = if pointer.is_empty() {
+                // Errors about the whole object (missing or unexpected parameters) name
+                // parameters, never values.
+                err.masked_with("parameters").to_string()
+            } else if self.is_secret(&top) {
+                err.masked_with("value").to_string()
+            } else {
+                truncate(err.to_string(), 300)
+            };
+            let line = if pointer.is_empty() {
+                text
+            } else {
+                format!("{}: {text}", display_path(&pointer))
+            };
+            if !problems.contains(&line) {
+                problems.push(line);
+            }
+        }
+        match instance {
+            Value::Object(params) if problems.is_empty() => Ok(params),
+            _ => Err(Violations(problems)),
+        }
+    }
+
+    /// Copies `params` with every secret parameter replaced by `"********"`.
+    pub fn redact(&self, params: &Map<String, Value>) -> Map<String, Value> {
+        params
+            .iter()
+            .map(|(k, v)| {
+                if self.is_secret(k) {
+                    (k.clone(), Value::String(crate::REDACTED.into()))
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    }
+
+    /// The declared JSON type(s) of the top-level parameter `name`, for CLI coercion.
+    pub fn declared_types(&self, name: &str) -> Vec<&str> {
+        let Some(prop) = self.properties().and_then(|p| p.get(name)) else {
+            return Vec::new();
+        };
+        match prop.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The declared item type of an array parameter, if it is a single scalar type.
+    pub fn item_type(&self, name: &str) -> Option<&str> {
+        self.properties()?
+            .get(name)?
+            .get("items")?
+            .get("type")?
+            .as_str()
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+fn display_path(pointer: &str) -> String {
+    let p = pointer.trim_start_matches('/');
+    format!("`{}`", p.replace('/', "."))
+}
+
+fn compile(schema: &Value) -> Result<jsonschema::Validator, SchemaError> {
+    jsonschema::options()
+        .build(schema)
+        .map_err(|e| SchemaError(format!("key `parameters`: not a valid JSON Schema: {}", truncate(e.to_string(), 300))))
+}
+
+/// Compiles an `output_schema`.
+pub fn compile_output_schema(schema: &Value) -> Result<jsonschema::Validator, SchemaError> {
+    if !schema.is_object() && !schema.is_boolean() {
+        return Err(SchemaError(format!(
+            "key `output_schema`: expected a JSON Schema mapping, got {}",
+            crate::json_type_name(schema)
+        )));
+    }
+    jsonschema::options().build(schema).map_err(|e| {
+        SchemaError(format!(
+            "key `output_schema`: not a valid JSON Schema: {}",
+            truncate(e.to_string(), 300)
+        ))
+    })
+}
+
+fn normalise(raw: Option<&Value>) -> Result<(Value, Vec<String>), SchemaError> {
+    let raw = match raw {
+        None | Some(Value::Null) => {
+            return Ok((
+                json!({"type": "object", "properties": {}, "additionalProperties": false}),
+                Vec::new(),
+            ))
+        }
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(SchemaError(format!(
+                "key `parameters`: expected a mapping, got {}",
+                crate::json_type_name(other)
+            )))
+        }
+    };
+    let object_form = raw.get("type").map(Value::is_string).unwrap_or(false);
+    let mut schema: Map<String, Value>;
+    let props: Map<String, Value>;
+    let mut required: Vec<String> = Vec::new();
+    if object_form {
+        if raw.get("type") != Some(&json!("object")) {
+            return Err(SchemaError(
+                "key `parameters`: `type` must be `object` (parameters are always a mapping)".into(),
+            ));
+        }
+        schema = raw.clone();
+        props = match schema.remove("properties") {
+            None => Map::new(),
+            Some(Value::Object(p)) => p,
+            Some(other) => {
+                return Err(SchemaError(format!(
+                    "key `parameters.properties`: expected a mapping, got {}",
+                    crate::json_type_name(&other)
+                )))
+            }
+        };
+        match schema.remove("required") {
+            None => {}
+            Some(Value::Array(r)) => {
+                for name in r {
+                    match name {
+                        Value::String(s) => required.push(s),
+                        other => {
+                            return Err(SchemaError(format!(
+                                "key `parameters.required`: expected a list of parameter names, found {}",
+                                crate::json_type_name(&other)
+                            )))
+                        }
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(SchemaError(format!(
+                    "key `parameters.required`: expected a list of parameter names, got {}",
+                    crate::json_type_name(&other)
+                )))
+            }
+        }
+    } else {
+        schema = Map::new();
+        schema.insert("type".into(), json!("object"));
+        props = raw.clone();
+    }
+    let mut out_props = Map::new();
+    let mut secret = Vec::new();
+    for (name, prop) in props {
+        let Value::Object(mut prop) = prop else {
+            return Err(SchemaError(format!(
+                "key `parameters.{name}`: expected a mapping such as {{type: string}}, got {}",
+                crate::json_type_name(&prop)
+            )));
+        };
+        match prop.remove("required") {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => required.push(name.clone()),
+            Some(other) => {
+                return Err(SchemaError(format!(
+                    "key `parameters.{name}.required`: expected true or false, got {}",
+                    crate::json_type_name(&other)
+                )))
+            }
+        }
+        match prop.get("secret") {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => secret.push(name.clone()),
+            Some(other) => {
+                return Err(SchemaError(format!(
+                    "key `parameters.{name}.secret`: expected true or false, got {}",
+                    crate::json_type_name(other)
+                )))
+            }
+        }
+        out_props.insert(name, Value::Object(prop));
+    }
+    required.sort();
+    required.dedup();
+    secret.sort();
+    schema.insert("properties".into(), Value::Object(out_props));
+    if !required.is_empty() {
+        schema.insert("required".into(), json!(required));
+    }
+    schema
+        .entry("additionalProperties")
+        .or_insert(Value::Bool(false));
+    Ok((Value::Object(schema), secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn flat_and_object_forms_normalise_alike() {
+        let flat = json!({"msg": {"type": "string", "required": true}, "token": {"type": "string", "secret": true}});
+        let object = json!({"type": "object", "properties": {"msg": {"type": "string"}, "token": {"type": "string", "secret": true}}, "required": ["msg"]});
+        let a = ParamSchema::from_metadata(Some(&flat)).unwrap();
+        let b = ParamSchema::from_metadata(Some(&object)).unwrap();
+        assert_eq!(a.json_schema(), b.json_schema());
+        assert_eq!(a.secret_names(), ["token"]);
+    }
+
+    #[test]
+    fn defaults_then_every_violation() {
+        let s = ParamSchema::from_metadata(Some(&json!({
+            "count": {"type": "integer", "default": 3},
+            "msg": {"type": "string", "required": true},
+            "pw": {"type": "string", "secret": true, "minLength": 50}
+        })))
+        .unwrap();
+        assert_eq!(s.prepare(obj(json!({"msg": "hi"}))).unwrap()["count"], json!(3));
+        let err = s
+            .prepare(obj(json!({"count": "x", "pw": "hunter2-secret", "extra": 1})))
+            .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 4, "{text}");
+        assert!(text.contains("`count`"), "{text}");
+        assert!(text.contains("msg"), "{text}");
+        assert!(text.contains("extra"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn no_parameters_means_none_allowed() {
+        let s = ParamSchema::from_metadata(None).unwrap();
+        assert!(s.prepare(Map::new()).is_ok());
+        assert!(s.prepare(obj(json!({"x": 1}))).is_err());
+    }
+
+    #[test]
+    fn bad_schemas_are_named() {
+        let e = ParamSchema::from_metadata(Some(&json!({"x": "string"}))).unwrap_err();
+        assert!(e.0.contains("parameters.x"), "{e}");
+        let e = ParamSchema::from_metadata(Some(&json!({"x": {"type": "strin"}}))).unwrap_err();
+        assert!(e.0.contains("not a valid JSON Schema"), "{e}");
+    }
+}
