@@ -1,1 +1,16 @@
-//! placeholder
+//! Attune's process runner: the one engine that runs an action for `attune run --local`,
+//! the server's embedded workers and remote workers. It serialises the parameters, delivers
+//! them on stdin or in a 0400 file, starts the action under a supervisor in its own process
+//! group with a clean environment, drains and masks its output, and enforces the timeout.
+
+pub mod cancel;
+pub mod capture;
+mod engine;
+pub mod spawn;
+pub mod workdir;
+
+pub use cancel::CancelToken;
+pub use capture::Captured;
+pub use engine::*;
+pub use spawn::{make_undumpable, ExitStatus};
+pub use workdir::{Workspace, WorkspaceError};

@@ -1,1 +1,21 @@
-fn main() {}
+//! `attune`: one binary for the CLI, the server and workers.
+
+mod bundled;
+mod cli;
+mod cmd;
+mod error;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cmd::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            e.print();
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Per-execution directories (DESIGN.md §2 Deliver, §3 Working directory).
+//!
+//! Each worker process owns a directory under a runtime root on a memory file system
+//! (`$XDG_RUNTIME_DIR/attune`, else `/dev/shm/attune-<uid>`, else `<data dir>/run`), and
+//! holds an exclusive `flock` on a lock file inside it for its whole life. Each execution
+//! gets a fresh 0700 directory in it: its working directory, its `TMPDIR`, and the home of
+//! its 0400 parameter file. At start a worker removes the directories of workers whose
+//! lock is no longer held: leftovers of runs that were killed.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// A worker's directory for execution directories, locked for the worker's lifetime.
+#[derive(Debug)]
+pub struct Workspace {
+    dir: PathBuf,
+    _lock: fs::File,
+}
+
+/// Why a workspace could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// An I/O error on a path.
+    #[error("cannot prepare the execution directory {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A runtime root that another user could tamper with.
+    #[error("refusing to use {0} for execution directories: it is not a directory owned by this user with mode 0700")]
+    Unsafe(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WorkspaceError + '_ {
+    move |source| WorkspaceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The candidates for the runtime root, best first.
+pub fn runtime_roots(data_dir: &Path) -> Vec<PathBuf> {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut roots = Vec::new();
+    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+        let xdg = PathBuf::from(xdg);
+        if xdg.is_dir() {
+            roots.push(xdg.join("attune"));
+        }
+    }
+    if Path::new("/dev/shm").is_dir() {
+        roots.push(PathBuf::from(format!("/dev/shm/attune-{uid}")));
+    }
+    roots.push(data_dir.join("run"));
+    roots
+}
+
+/// Creates `dir` (mode 0700) if missing and checks that it is ours and private.
+fn private_dir(dir: &Path) -> Result<(), WorkspaceError> {
+    match fs::DirBuilder::new().mode(0o700).recursive(false).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(dir)
+                .map_err(io_err(dir))?;
+        }
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(WorkspaceError::Unsafe(dir.to_path_buf()));
+    }
+    Ok(())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // Uniqueness, not secrecy, is what matters here; O_EXCL catches any clash.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        return format!("{t:x}");
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Takes an exclusive, non-blocking flock on `file`; true if we got it.
+fn try_lock(file: &fs::File) -> bool {
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+impl Workspace {
+    /// Opens a fresh workspace for this process under the first usable runtime root,
+    /// sweeping the leftovers of dead workers there first.
+    pub fn open(data_dir: &Path, tag: &str) -> Result<Workspace, WorkspaceError> {
+        let mut last_err = None;
+        for root in runtime_roots(data_dir) {
+            match Workspace::open_in(&root, tag) {
+                Ok(ws) => return Ok(ws),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or(WorkspaceError::Unsafe(data_dir.to_path_buf())))
+    }
+
+    /// Opens a fresh workspace under `root`.
+    pub fn open_in(root: &Path, tag: &str) -> Result<Workspace, WorkspaceError> {
+        private_dir(root)?;
+        sweep(root);
+        let name = format!("w-{tag}-{}-{}", std::process::id(), random_hex(4));
+        let staging = root.join(format!(".{name}"));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .map_err(io_err(&staging))?;
+        let lock_path = staging.join(".lock");
+        let lock = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        if !try_lock(&lock) {
+            return Err(io_err(&lock_path)(io::Error::last_os_error()));
+        }
+        let dir = root.join(&name);
+        fs::rename(&staging, &dir).map_err(io_err(&dir))?;
+        Ok(Workspace { dir, _lock: lock })
+    }
+
+    /// This worker's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory for one execution.
+    pub fn exec_dir(&self, execution_id: &str) -> Result<ExecDir, WorkspaceError> {
+        let safe: String = execution_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .take(64)
+            .collect();
+        let path = self.dir.join(format!("x-{safe}-{}", random_hex(4)));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(io_err(&path))?;
+        Ok(ExecDir {
+            path,
+            removed: false,
+        })
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.dir);
+    }
+}
+
+/// Removes the workspaces of workers that are no longer running (their lock is free), and
+/// staging directories of workers that died while starting.
+fn sweep(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        if name.starts_with("w-") {
+            let lock = fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(path.join(".lock"));
+            let dead = match lock {
+                Ok(f) => try_lock(&f),
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            };
+            if dead {
+                let _ = remove_tree(&path);
+            }
+        } else if name.starts_with(".w-") {
+            let old = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 60);
+            if old {
+                let _ = remove_tree(&path);
+            }
+        }
+    }
+}
+
+/// Removes a directory tree, first making every directory in it writable again, since an
+/// action may have left read-only directories behind.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            make_writable(path);
+            match fs::remove_dir_all(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        }
+    }
+}
+
+fn make_writable(path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = fs::read_dir(path) {
+            for e in entries.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// One execution's directory; removed by [`ExecDir::remove`] or on drop.
+#[derive(Debug)]
+pub struct ExecDir {
+    path: PathBuf,
+    removed: bool,
+}
+
+impl ExecDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the parameter document to `params.<ext>`: created with O_EXCL, mode 0400.
+    pub fn write_param_file(&self, ext: &str, doc: &[u8]) -> Result<PathBuf, WorkspaceError> {
+        let path = self.path.join(format!("params.{ext}"));
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        f.write_all(doc).map_err(io_err(&path))?;
+        Ok(path)
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(mut self) -> io::Result<()> {
+        self.removed = true;
+        remove_tree(&self.path)
+    }
+}
+
+impl Drop for ExecDir {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = remove_tree(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_dead_workers_but_not_live_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rt");
+        let live = Workspace::open_in(&root, "t").unwrap();
+        let dead = root.join("w-t-1-dead");
+        fs::create_dir_all(dead.join("x-1")).unwrap();
+        fs::write(dead.join(".lock"), "").unwrap();
+        let other = Workspace::open_in(&root, "t").unwrap();
+        assert!(!dead.exists(), "dead worker's directory was not swept");
+        assert!(live.dir().exists(), "live worker's directory was swept");
+        drop(other);
+    }
+
+    #[test]
+    fn param_file_is_0400_in_0700_dir_and_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = Workspace::open_in(&tmp.path().join("rt"), "t").unwrap();
+        let d = ws.exec_dir("exec/1").unwrap();
+        let f = d.write_param_file("json", b"{}\n").unwrap();
+        assert_eq!(fs::metadata(&f).unwrap().mode() & 0o777, 0o400);
+        assert_eq!(fs::metadata(d.path()).unwrap().mode() & 0o777, 0o700);
+        assert!(d.write_param_file("json", b"{}").is_err(), "O_EXCL");
+        let p = d.path().to_path_buf();
+        fs::create_dir(p.join("ro")).unwrap();
+        fs::set_permissions(p.join("ro"), fs::Permissions::from_mode(0o500)).unwrap();
+        d.remove().unwrap();
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn refuses_a_root_others_can_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rt");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            Workspace::open_in(&root, "t"),
+            Err(WorkspaceError::Unsafe(_))
+        ));
+    }
+}

@@ -1,0 +1,77 @@
+//! Command-line interface (clap derive). One module per command under `cmd/`.
+
+use crate::output::OutputFormat;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Attune runs automation actions and hands them their parameters, secrets included,
+/// without exposing them on a command line, in the environment, or in logs.
+#[derive(Debug, Parser)]
+#[command(name = "attune", version, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (default: $XDG_DATA_HOME/attune or ~/.local/share/attune).
+    #[arg(long, global = true, env = "ATTUNE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an action and wait for it, streaming its output; exits with the action's exit code.
+    Run(RunArgs),
+}
+
+/// `attune run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The action, as <pack>.<action>.
+    #[arg(value_name = "PACK.ACTION")]
+    pub action: String,
+
+    /// Parameters as key=value, coerced by the type the action's schema declares
+    /// (lists: JSON or comma-separated; objects: JSON).
+    #[arg(value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+
+    /// Run here, through the engine, without a server (for action authors).
+    #[arg(long)]
+    pub local: bool,
+
+    /// A pack directory (or a directory of packs) to find the action in; repeatable.
+    /// The bundled core pack is always available.
+    #[arg(long, value_name = "DIR")]
+    pub pack_dir: Vec<PathBuf>,
+
+    /// Read parameters from a JSON or YAML file (`-` for stdin); key=value arguments
+    /// override them. Use this for secret parameters.
+    #[arg(long, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+
+    /// Set an environment variable for the action (execution context, not parameters);
+    /// repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Timeout in seconds; may lower the action's own timeout, never raise it.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Output: `table` streams the action's output; `json`/`yaml` print the execution record.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Interpreter for a runner type, e.g. python=/usr/bin/python3.12; repeatable.
+    #[arg(long, value_name = "RUNNER=PROGRAM", env = "ATTUNE_INTERPRETERS", value_delimiter = ',')]
+    pub interpreter: Vec<String>,
+
+    /// Seconds between SIGTERM and SIGKILL when the action times out or is cancelled.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub kill_grace: f64,
+
+    /// Bytes of stdout and of stderr kept in the execution record.
+    #[arg(long, value_name = "BYTES", default_value_t = attune_runner::DEFAULT_OUTPUT_LIMIT)]
+    pub output_limit: usize,
+}

@@ -1,0 +1,40 @@
+//! One module per command.
+
+pub mod run;
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs the command.
+pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
+    let data_dir = data_dir(cli.data_dir)?;
+    match cli.command {
+        Command::Run(args) => run::run(args, &data_dir),
+    }
+}
+
+/// The data directory: the flag, else $XDG_DATA_HOME/attune, else ~/.local/share/attune.
+fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    if let Some(d) = flag {
+        return Ok(d);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("attune"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/attune")),
+        None => Err(CliError::usage(
+            "no data directory: set --data-dir, ATTUNE_DATA_DIR or HOME",
+        )),
+    }
+}
+
+/// A current-thread tokio runtime for a command.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))
+}

@@ -1,0 +1,254 @@
+//! `attune run`: run an action and wait for it. With `--local`, through the engine in this
+//! process, with no server.
+
+use crate::cli::RunArgs;
+use crate::error::CliError;
+use crate::output::{print_structured, OutputFormat};
+use attune_core::{Action, EnvVars, ExecutionStatus, Pack};
+use attune_runner::{CancelToken, OutputSink, Runner, RunnerConfig, Stream, Workspace};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit code when the action timed out (as timeout(1)).
+const EXIT_TIMEOUT: u8 = 124;
+/// Exit code when the action was cancelled (as for SIGINT).
+const EXIT_CANCELED: u8 = 130;
+/// Exit code when the action's program could not be started.
+const EXIT_CANNOT_START: u8 = 127;
+
+/// Runs `attune run`.
+pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
+    if !args.local {
+        return Err(CliError::usage(
+            "attune run without --local needs an Attune server, which this build does not include yet; use --local to run the action here",
+        ));
+    }
+    attune_runner::make_undumpable();
+    let action = Arc::new(find_action(&args.action, &args.pack_dir, data_dir)?);
+    let params = collect_params(&action, args.params_file.as_deref(), &args.params)?;
+    let env_vars = collect_env(&args.env)?;
+
+    let mut config = RunnerConfig::default();
+    for spec in &args.interpreter {
+        let (runner, program) = spec.split_once('=').ok_or_else(|| {
+            CliError::usage(format!("--interpreter `{spec}`: expected RUNNER=PROGRAM, e.g. python=/usr/bin/python3"))
+        })?;
+        config
+            .interpreters
+            .set(runner, program)
+            .map_err(|e| CliError::usage(format!("--interpreter: {e}")))?;
+    }
+    if !(args.kill_grace.is_finite() && args.kill_grace >= 0.0 && args.kill_grace <= 3600.0) {
+        return Err(CliError::usage("--kill-grace must be between 0 and 3600 seconds"));
+    }
+    config.kill_grace = Duration::from_secs_f64(args.kill_grace);
+    config.output_limit = args.output_limit;
+
+    let id = attune_runner::new_execution_id("local");
+    let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout)?;
+    let workspace = Workspace::open(data_dir, "local").map_err(CliError::failure)?;
+    let runner = Runner::new(config, workspace);
+
+    let rt = super::runtime()?;
+    let outcome = rt.block_on(async {
+        let cancel = CancelToken::new();
+        let watcher = watch_signals(cancel.clone());
+        let mut live = LiveSink;
+        let mut null = attune_runner::NullSink;
+        let sink: &mut dyn OutputSink = if args.output == OutputFormat::Table {
+            &mut live
+        } else {
+            &mut null
+        };
+        let r = runner.run(&job, sink, &cancel).await;
+        drop(watcher);
+        r
+    });
+    let outcome = outcome.map_err(|e| match e {
+        attune_runner::RunError::InterpreterNotFound { .. } | attune_runner::RunError::Format { .. } => {
+            CliError::usage(e)
+        }
+        other => CliError::failure(other),
+    })?;
+    let record = attune_runner::record(&job, &outcome);
+    if args.output == OutputFormat::Table {
+        if outcome.status != ExecutionStatus::Succeeded {
+            let why = match (&outcome.error, outcome.exit_code(), outcome.signal()) {
+                (Some(e), _, _) => e.clone(),
+                (None, Some(c), _) => format!("exit code {c}"),
+                (None, None, Some(s)) => format!("killed by signal {s}"),
+                _ => "no exit status".into(),
+            };
+            eprintln!("attune: {} {}: {why}", job.action.action_ref, outcome.status);
+        }
+    } else {
+        print_structured(&record, args.output)?;
+    }
+    Ok(ExitCode::from(exit_code(&outcome)))
+}
+
+fn exit_code(outcome: &attune_runner::Outcome) -> u8 {
+    match outcome.status {
+        ExecutionStatus::Succeeded => 0,
+        ExecutionStatus::Timeout => EXIT_TIMEOUT,
+        ExecutionStatus::Canceled => EXIT_CANCELED,
+        _ => match (outcome.exit, outcome.exit_code()) {
+            (None, _) => EXIT_CANNOT_START,
+            (_, Some(0)) => 1,
+            (_, Some(c)) => c.clamp(0, 255) as u8,
+            (Some(attune_runner::ExitStatus::Signaled(s)), _) => (128 + s).clamp(0, 255) as u8,
+            _ => 1,
+        },
+    }
+}
+
+/// Streams the action's output to ours as it arrives.
+struct LiveSink;
+
+impl OutputSink for LiveSink {
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        // A closed terminal or pipe must not stop the action; its output is still captured.
+        let _ = match stream {
+            Stream::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(data).and_then(|()| o.flush())
+            }
+            Stream::Stderr => std::io::stderr().lock().write_all(data),
+        };
+    }
+}
+
+/// Cancels on SIGINT, SIGTERM or SIGHUP. The action runs in its own process group, so a
+/// Ctrl-C at the terminal reaches only us, and we stop the action's group properly.
+fn watch_signals(cancel: CancelToken) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).ok()?;
+    let mut term = signal(SignalKind::terminate()).ok()?;
+    let mut hup = signal(SignalKind::hangup()).ok()?;
+    Some(tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        cancel.cancel();
+    }))
+}
+
+/// Finds `<pack>.<action>` in the given pack directories, then in the bundled packs.
+fn find_action(action_ref: &str, pack_dirs: &[PathBuf], data_dir: &Path) -> Result<Action, CliError> {
+    let Some((pack_ref, name)) = action_ref.split_once('.') else {
+        return Err(CliError::usage(format!(
+            "`{action_ref}` is not an action ref; use <pack>.<action>, e.g. core.echo"
+        )));
+    };
+    if !attune_core::is_valid_name(pack_ref) || !attune_core::is_valid_name(name) {
+        return Err(CliError::usage(format!(
+            "`{action_ref}` is not a valid action ref: pack and action names are [a-z0-9_]+"
+        )));
+    }
+    let mut seen = Vec::new();
+    for dir in pack_dirs {
+        let candidates = [dir.to_path_buf(), dir.join(pack_ref)];
+        let mut any = false;
+        for cand in candidates {
+            if !cand.join("pack.yaml").is_file() {
+                continue;
+            }
+            any = true;
+            let pack = Pack::open(&cand)?;
+            if pack.pack_ref == pack_ref {
+                return Ok(pack.load_action(name)?);
+            }
+            seen.push(format!("{} (pack `{}`)", cand.display(), pack.pack_ref));
+        }
+        if !any {
+            if !dir.exists() {
+                return Err(CliError::usage(format!("--pack-dir {}: no such directory", dir.display())));
+            }
+            seen.push(format!("{} (no pack.yaml)", dir.display()));
+        }
+    }
+    if crate::bundled::names().any(|n| n == pack_ref) {
+        let cache = data_dir.join("packs").join("bundled");
+        let dir = crate::bundled::extract(pack_ref, &cache)
+            .map_err(|e| CliError::failure(format!("cannot unpack the bundled {pack_ref} pack into {}: {e}", cache.display())))?
+            .ok_or_else(|| CliError::failure("bundled pack vanished"))?;
+        let pack = Pack::open(&dir)?;
+        return Ok(pack.load_action(name)?);
+    }
+    let looked = if seen.is_empty() {
+        "no --pack-dir given".to_string()
+    } else {
+        format!("looked in {}", seen.join(", "))
+    };
+    Err(CliError::usage(format!(
+        "pack `{pack_ref}` not found ({looked}; bundled packs: {})",
+        crate::bundled::names().collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Parameters from `--params-file`, then `key=value` arguments on top.
+fn collect_params(action: &Action, file: Option<&Path>, args: &[String]) -> Result<Map<String, Value>, CliError> {
+    let mut params = match file {
+        None => Map::new(),
+        Some(path) => read_params_file(path)?,
+    };
+    for arg in args {
+        if let Some((key, _)) = arg.split_once('=') {
+            if action.parameters.is_secret(key) {
+                return Err(CliError::usage(format!(
+                    "parameter `{key}` is secret: do not put it on the command line, where every user can read it in the process list; pass it with --params-file FILE (or --params-file - on stdin)"
+                )));
+            }
+        }
+    }
+    let from_args = attune_core::params::parse_args(&action.parameters, args).map_err(CliError::usage)?;
+    params.extend(from_args);
+    Ok(params)
+}
+
+fn read_params_file(path: &Path) -> Result<Map<String, Value>, CliError> {
+    let shown = path.display();
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| CliError::usage(format!("--params-file -: cannot read stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("--params-file {shown}: {e}")))?
+    };
+    let is_json = path.extension().is_some_and(|e| e == "json")
+        || (path == Path::new("-") && text.trim_start().starts_with('{'));
+    let value: Value = if is_json {
+        serde_json::from_str(&text).map_err(|e| CliError::usage(format!("--params-file {shown}: malformed JSON: {e}")))?
+    } else {
+        serde_yaml_ng::from_str(&text).map_err(|e| CliError::usage(format!("--params-file {shown}: malformed YAML: {e}")))?
+    };
+    match value {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        other => Err(CliError::usage(format!(
+            "--params-file {shown}: expected a mapping of parameter names to values, got {}",
+            attune_core::json_type_name(&other)
+        ))),
+    }
+}
+
+fn collect_env(args: &[String]) -> Result<EnvVars, CliError> {
+    let mut vars = BTreeMap::new();
+    for arg in args {
+        let (k, v) = arg
+            .split_once('=')
+            .ok_or_else(|| CliError::usage(format!("--env `{arg}`: expected KEY=VALUE")))?;
+        if vars.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(CliError::usage(format!("--env {k} is given twice")));
+        }
+    }
+    EnvVars::new(vars).map_err(CliError::usage)
+}
