@@ -14,7 +14,7 @@ pub const MIN_SECRET_LEN: usize = 4;
 #[derive(Debug, Clone, Default)]
 pub struct Masker {
     matcher: Option<AhoCorasick>,
-    longest: usize,
+    patterns: Vec<Vec<u8>>,
 }
 
 impl Masker {
@@ -52,12 +52,11 @@ impl Masker {
         if patterns.is_empty() {
             return Masker::none();
         }
-        let longest = patterns.iter().map(Vec::len).max().unwrap_or(0);
         let matcher = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
             .ok();
-        Masker { matcher, longest }
+        Masker { matcher, patterns }
     }
 
     /// Whether this masker masks anything.
@@ -71,6 +70,22 @@ impl Masker {
         let mut out = s.push(data);
         out.extend(s.finish());
         out
+    }
+
+    /// Where the undecided tail of `buf` starts: the first position whose remainder is a
+    /// proper prefix of some pattern, so a match could still complete there. Everything
+    /// before it can be emitted now.
+    fn hold_point(&self, buf: &[u8]) -> usize {
+        let longest = self.patterns.iter().map(Vec::len).max().unwrap_or(0);
+        let start = buf.len().saturating_sub(longest.saturating_sub(1));
+        (start..buf.len())
+            .find(|&p| {
+                let tail = &buf[p..];
+                self.patterns
+                    .iter()
+                    .any(|pat| pat.len() > tail.len() && pat.starts_with(tail))
+            })
+            .unwrap_or(buf.len())
     }
 
     /// A streaming masker for one output stream.
@@ -112,10 +127,10 @@ impl MaskStream<'_> {
             return data.to_vec();
         };
         self.carry.extend_from_slice(data);
-        // A match starting before `safe` is complete within the buffer: every pattern is at
-        // most `longest` bytes long, so one starting there cannot run past the end.
-        let hold = self.masker.longest - 1;
-        let safe = self.carry.len().saturating_sub(hold);
+        // A match starting before `safe` is complete within the buffer: a match that ran
+        // past the end would make its start a hold point, and `safe` is the first of those.
+        // Holding back only a possible secret prefix keeps line-oriented output live.
+        let safe = self.masker.hold_point(&self.carry);
         let mut out = Vec::with_capacity(self.carry.len());
         let mut emitted = 0;
         for m in matcher.find_iter(&self.carry) {
@@ -156,12 +171,25 @@ mod tests {
     fn masks_value_and_encodings() {
         let m = Masker::new(["s3cr3t value/+"]);
         let b64 = base64::engine::general_purpose::STANDARD.encode("s3cr3t value/+");
-        let text = format!(
-            "a s3cr3t value/+ b {b64} c s3cr3t%20value%2F%2B d s3cr3t+value%2F%2B e"
-        );
+        let text =
+            format!("a s3cr3t value/+ b {b64} c s3cr3t%20value%2F%2B d s3cr3t+value%2F%2B e");
         assert_eq!(m.mask_all(text.as_bytes()), b"a *** b *** c *** d *** e");
         let json = Masker::new(["quote\"back\\slash"]);
-        assert_eq!(json.mask_all(br#"{"v":"quote\"back\\slash"}"#), br#"{"v":"***"}"#);
+        assert_eq!(
+            json.mask_all(br#"{"v":"quote\"back\\slash"}"#),
+            br#"{"v":"***"}"#
+        );
+    }
+
+    #[test]
+    fn only_a_possible_secret_prefix_is_held_back() {
+        let m = Masker::new(["hunter2-secret"]);
+        let mut s = m.stream();
+        assert_eq!(s.push(b"line one\n"), b"line one\n");
+        assert_eq!(s.push(b"x hunter2"), b"x ");
+        assert_eq!(s.push(b"-secret y\n"), b"*** y\n");
+        assert_eq!(s.push(b"hunt"), b"");
+        assert_eq!(s.push(b"ing\n"), b"hunting\n");
     }
 
     #[test]

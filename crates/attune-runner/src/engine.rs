@@ -238,7 +238,7 @@ pub enum RunError {
         source: FormatError,
     },
     /// The interpreter is not installed.
-    #[error("{runner} action {action}: interpreter `{program}` not found in PATH ({path}); install it or configure another with --interpreter {runner}=/path/to/it")]
+    #[error("{runner} action {action}: interpreter `{program}` {}; install it or configure another with --interpreter {runner}=/path/to/it", if program.contains('/') { "does not exist or is not executable".to_string() } else { format!("not found in PATH ({path})") })]
     InterpreterNotFound {
         /// Runner type.
         runner: &'static str,
