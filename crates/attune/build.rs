@@ -17,8 +17,16 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf, u32)>) {
         if meta.is_dir() {
             walk(root, &path, out);
         } else if meta.is_file() {
-            let rel = path.strip_prefix(root).expect("inside root").to_string_lossy().into_owned();
-            out.push((rel, path.canonicalize().expect("canonical"), meta.permissions().mode() & 0o777));
+            let rel = path
+                .strip_prefix(root)
+                .expect("inside root")
+                .to_string_lossy()
+                .into_owned();
+            out.push((
+                rel,
+                path.canonicalize().expect("canonical"),
+                meta.permissions().mode() & 0o777,
+            ));
         }
     }
 }
@@ -27,7 +35,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let packs = manifest.join("../../packs");
     println!("cargo:rerun-if-changed={}", packs.display());
-    let mut code = String::from("/// Bundled packs: (pack directory name, [(relative path, mode, contents)]).\npub static BUNDLED: &[(&str, &[(&str, u32, &[u8])])] = &[\n");
+    let mut code = String::from("/// Bundled packs: (pack directory name, [(relative path, mode, contents)]).\n#[allow(clippy::type_complexity)]\npub static BUNDLED: &[(&str, &[(&str, u32, &[u8])])] = &[\n");
     let mut names: Vec<_> = std::fs::read_dir(&packs)
         .expect("packs/ exists")
         .filter_map(Result::ok)
@@ -44,7 +52,11 @@ fn main() {
         }
         let _ = writeln!(code, "    ({name:?}, &[");
         for (rel, path, mode) in files {
-            let _ = writeln!(code, "        ({rel:?}, 0o{mode:o}, include_bytes!({:?})),", path.display().to_string());
+            let _ = writeln!(
+                code,
+                "        ({rel:?}, 0o{mode:o}, include_bytes!({:?})),",
+                path.display().to_string()
+            );
         }
         let _ = writeln!(code, "    ]),");
     }

@@ -67,7 +67,9 @@ impl RunnerType {
 }
 
 /// How the parameter document reaches the action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
     /// Written to the action's stdin, then EOF.
@@ -197,8 +199,7 @@ impl Action {
             })?,
         };
 
-        let parameters = ParamSchema::from_metadata(map.get("parameters"))
-            .map_err(|e| bad(e.0))?;
+        let parameters = ParamSchema::from_metadata(map.get("parameters")).map_err(|e| bad(e.0))?;
         if format == Format::Dotenv {
             if let Some(props) = parameters.properties() {
                 check_dotenv_keys(props.keys().map(String::as_str))
@@ -237,8 +238,9 @@ impl Action {
             }
         };
 
-        let entry_point = opt_string(file, &map, "entry_point")?
-            .ok_or_else(|| bad("key `entry_point` is required (a path relative to actions/)".into()))?;
+        let entry_point = opt_string(file, &map, "entry_point")?.ok_or_else(|| {
+            bad("key `entry_point` is required (a path relative to actions/)".into())
+        })?;
         let entry_path = resolve_entry(pack, file, &entry_point, runner_type)?;
 
         Ok(Action {
@@ -315,7 +317,9 @@ fn resolve_entry(
         )));
     }
     let meta = std::fs::metadata(&resolved).map_err(|e| {
-        bad(format!("key `entry_point`: `{entry_point}` cannot be read: {e}"))
+        bad(format!(
+            "key `entry_point`: `{entry_point}` cannot be read: {e}"
+        ))
     })?;
     if !meta.is_file() {
         return Err(bad(format!(

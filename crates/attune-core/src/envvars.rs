@@ -52,10 +52,22 @@ const DENIED_NAMES: &[&str] = &[
 
 /// Prefixes refused: Attune's own namespace, the dynamic loader, exported bash functions.
 const DENIED_PREFIXES: &[(&str, &str)] = &[
-    ("ATTUNE_", "the ATTUNE_ prefix is reserved for variables Attune sets itself"),
-    ("LD_", "LD_* variables change how the dynamic loader loads code into the action"),
-    ("BASH_FUNC_", "BASH_FUNC_* variables define bash functions inside the action"),
-    ("DYLD_", "DYLD_* variables change how the dynamic loader loads code into the action"),
+    (
+        "ATTUNE_",
+        "the ATTUNE_ prefix is reserved for variables Attune sets itself",
+    ),
+    (
+        "LD_",
+        "LD_* variables change how the dynamic loader loads code into the action",
+    ),
+    (
+        "BASH_FUNC_",
+        "BASH_FUNC_* variables define bash functions inside the action",
+    ),
+    (
+        "DYLD_",
+        "DYLD_* variables change how the dynamic loader loads code into the action",
+    ),
 ];
 
 /// Why `env_vars` were refused. Messages name variables, never values.
@@ -77,7 +89,9 @@ pub enum EnvVarError {
     #[error("too many env vars: {0} given, at most {MAX_VARS} allowed")]
     TooMany(usize),
     /// Too many bytes.
-    #[error("env vars too large: {0} bytes of names and values, at most {MAX_TOTAL_BYTES} allowed")]
+    #[error(
+        "env vars too large: {0} bytes of names and values, at most {MAX_TOTAL_BYTES} allowed"
+    )]
     TooLarge(usize),
     /// `env_vars` was not a mapping.
     #[error("env_vars must be a mapping of names to strings, got {0}")]
@@ -123,7 +137,10 @@ impl EnvVars {
                 }
                 other => {
                     check_name(k)?;
-                    return Err(EnvVarError::NotString(k.clone(), crate::json_type_name(other)));
+                    return Err(EnvVarError::NotString(
+                        k.clone(),
+                        crate::json_type_name(other),
+                    ));
                 }
             }
         }
@@ -179,7 +196,13 @@ mod tests {
 
     #[test]
     fn refuses_hooks_and_bad_names() {
-        for name in ["LD_PRELOAD", "ATTUNE_X", "BASH_ENV", "NODE_OPTIONS", "BASH_FUNC_f%%"] {
+        for name in [
+            "LD_PRELOAD",
+            "ATTUNE_X",
+            "BASH_ENV",
+            "NODE_OPTIONS",
+            "BASH_FUNC_f%%",
+        ] {
             let err = EnvVars::from_json(&json!({ name: "x" })).unwrap_err();
             assert!(
                 matches!(err, EnvVarError::Denied(..) | EnvVarError::BadName(_)),

@@ -66,7 +66,15 @@ impl PackError {
     }
 }
 
-const PACK_KEYS: &[&str] = &["ref", "name", "version", "description", "author", "email", "keywords"];
+const PACK_KEYS: &[&str] = &[
+    "ref",
+    "name",
+    "version",
+    "description",
+    "author",
+    "email",
+    "keywords",
+];
 
 /// A pack's metadata and location.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -156,7 +164,10 @@ impl Pack {
         let Value::Object(map) = value else {
             return Err(PackError::invalid(
                 &file,
-                format!("expected a mapping of keys, got {}", crate::json_type_name(&value)),
+                format!(
+                    "expected a mapping of keys, got {}",
+                    crate::json_type_name(&value)
+                ),
             ));
         };
         check_keys(&file, &map, PACK_KEYS)?;
@@ -170,7 +181,10 @@ impl Pack {
         }
         if let Some(k) = map.get("keywords") {
             if !k.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-                return Err(PackError::invalid(&file, "key `keywords`: expected a list of strings"));
+                return Err(PackError::invalid(
+                    &file,
+                    "key `keywords`: expected a list of strings",
+                ));
             }
         }
         opt_string(&file, &map, "author")?;
@@ -204,9 +218,7 @@ impl Pack {
                 source,
             })?;
             let path = entry.path();
-            let is_meta = path
-                .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml");
+            let is_meta = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
             if is_meta && path.is_file() {
                 files.push(path);
             }

@@ -35,7 +35,11 @@ pub fn parse_args<S: AsRef<str>>(
     for arg in args {
         let arg = arg.as_ref();
         let Some((key, raw)) = arg.split_once('=') else {
-            let shown = if arg.len() > 40 { "(long argument)" } else { arg };
+            let shown = if arg.len() > 40 {
+                "(long argument)"
+            } else {
+                arg
+            };
             return Err(ArgError::NoEquals(shown.to_string()));
         };
         if key.is_empty() {
@@ -196,11 +200,17 @@ mod tests {
         let e = parse_args(&s, &["count=abc"]).unwrap_err();
         assert_eq!(e.to_string(), "parameter `count`: `abc` is not an integer");
         let e = parse_args(&s, &["token=hunter2"]).unwrap_err();
-        assert_eq!(e.to_string(), "parameter `token`: the value is not an integer");
+        assert_eq!(
+            e.to_string(),
+            "parameter `token`: the value is not an integer"
+        );
         assert_eq!(
             parse_args(&s, &["count=1", "count=2"]).unwrap_err(),
             ArgError::Duplicate("count".into())
         );
-        assert!(matches!(parse_args(&s, &["novalue"]), Err(ArgError::NoEquals(_))));
+        assert!(matches!(
+            parse_args(&s, &["novalue"]),
+            Err(ArgError::NoEquals(_))
+        ));
     }
 }

@@ -48,7 +48,9 @@ impl ParamSchema {
 
     /// Whether the top-level parameter `name` is secret.
     pub fn is_secret(&self, name: &str) -> bool {
-        self.secret.binary_search_by(|s| s.as_str().cmp(name)).is_ok()
+        self.secret
+            .binary_search_by(|s| s.as_str().cmp(name))
+            .is_ok()
     }
 
     /// The declared top-level parameters.
@@ -66,7 +68,10 @@ impl ParamSchema {
     }
 
     /// Applies defaults for missing top-level parameters, then validates.
-    pub fn prepare(&self, mut params: Map<String, Value>) -> Result<Map<String, Value>, Violations> {
+    pub fn prepare(
+        &self,
+        mut params: Map<String, Value>,
+    ) -> Result<Map<String, Value>, Violations> {
         if let Some(props) = self.properties() {
             for (name, prop) in props {
                 if let Some(default) = prop.get("default") {
@@ -166,8 +171,14 @@ fn display_path(pointer: &str) -> String {
 
 fn compile(schema: &Value) -> Result<jsonschema::Validator, SchemaError> {
     jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
         .build(schema)
-        .map_err(|e| SchemaError(format!("key `parameters`: not a valid JSON Schema: {}", truncate(e.to_string(), 300))))
+        .map_err(|e| {
+            SchemaError(format!(
+                "key `parameters`: not a valid JSON Schema: {}",
+                truncate(e.to_string(), 300)
+            ))
+        })
 }
 
 /// Compiles an `output_schema`.
@@ -178,12 +189,15 @@ pub fn compile_output_schema(schema: &Value) -> Result<jsonschema::Validator, Sc
             crate::json_type_name(schema)
         )));
     }
-    jsonschema::options().build(schema).map_err(|e| {
-        SchemaError(format!(
-            "key `output_schema`: not a valid JSON Schema: {}",
-            truncate(e.to_string(), 300)
-        ))
-    })
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .build(schema)
+        .map_err(|e| {
+            SchemaError(format!(
+                "key `output_schema`: not a valid JSON Schema: {}",
+                truncate(e.to_string(), 300)
+            ))
+        })
 }
 
 fn normalise(raw: Option<&Value>) -> Result<(Value, Vec<String>), SchemaError> {
@@ -209,7 +223,8 @@ fn normalise(raw: Option<&Value>) -> Result<(Value, Vec<String>), SchemaError> {
     if object_form {
         if raw.get("type") != Some(&json!("object")) {
             return Err(SchemaError(
-                "key `parameters`: `type` must be `object` (parameters are always a mapping)".into(),
+                "key `parameters`: `type` must be `object` (parameters are always a mapping)"
+                    .into(),
             ));
         }
         schema = raw.clone();
@@ -320,9 +335,14 @@ mod tests {
             "pw": {"type": "string", "secret": true, "minLength": 50}
         })))
         .unwrap();
-        assert_eq!(s.prepare(obj(json!({"msg": "hi"}))).unwrap()["count"], json!(3));
+        assert_eq!(
+            s.prepare(obj(json!({"msg": "hi"}))).unwrap()["count"],
+            json!(3)
+        );
         let err = s
-            .prepare(obj(json!({"count": "x", "pw": "hunter2-secret", "extra": 1})))
+            .prepare(obj(
+                json!({"count": "x", "pw": "hunter2-secret", "extra": 1}),
+            ))
             .unwrap_err();
         let text = err.to_string();
         assert_eq!(err.0.len(), 4, "{text}");

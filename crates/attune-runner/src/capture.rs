@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn finds_last_non_empty_line_across_chunks() {
-        assert_eq!(last(&[b"a\n{\"x\"", b":1}\n\n  \n"]), Some(b"{\"x\":1}".to_vec()));
+        assert_eq!(
+            last(&[b"a\n{\"x\"", b":1}\n\n  \n"]),
+            Some(b"{\"x\":1}".to_vec())
+        );
         assert_eq!(last(&[b"a\nb"]), Some(b"b".to_vec()));
         assert_eq!(last(&[b"a\n", b"\n", b"b\n", b"  "]), Some(b"b".to_vec()));
         assert_eq!(last(&[b""]), None);
@@ -157,7 +160,9 @@ mod tests {
         let f = c.finish();
         assert!(f.truncated);
         assert_eq!(f.total_bytes, 8);
-        assert!(f.text.starts_with("abcd\n[attune: output truncated at 4 bytes; 8 bytes in all]"));
+        assert!(f
+            .text
+            .starts_with("abcd\n[attune: output truncated at 4 bytes; 8 bytes in all]"));
     }
 
     #[test]

@@ -355,14 +355,13 @@ impl Runner {
         let Some(interp) = self.config.interpreters.for_runner(action.runner_type) else {
             return Ok((action.entry_path.clone(), vec![entry]));
         };
-        let program = resolve_program(interp, &self.path).ok_or_else(|| {
-            RunError::InterpreterNotFound {
+        let program =
+            resolve_program(interp, &self.path).ok_or_else(|| RunError::InterpreterNotFound {
                 runner: action.runner_type.as_str(),
                 action: action.action_ref.clone(),
                 program: interp.to_string(),
                 path: self.path.clone(),
-            }
-        })?;
+            })?;
         let arg0 = program.to_string_lossy().into_owned();
         let argv = match action.runner_type {
             // Unbuffered, so output streams as the action writes it.
@@ -372,7 +371,12 @@ impl Runner {
         Ok((program, argv))
     }
 
-    fn environment(&self, job: &Job, dir: &Path, param_file: Option<&Path>) -> BTreeMap<String, String> {
+    fn environment(
+        &self,
+        job: &Job,
+        dir: &Path,
+        param_file: Option<&Path>,
+    ) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         env.insert("PATH".to_string(), self.path.clone());
         env.insert("HOME".to_string(), self.home.clone());
@@ -413,16 +417,19 @@ impl Runner {
             action: action.action_ref.clone(),
             source,
         };
-        let doc = attune_core::format::serialize(&job.parameters, action.format).map_err(|source| {
-            RunError::Format {
-                action: action.action_ref.clone(),
-                source,
-            }
-        })?;
+        let doc =
+            attune_core::format::serialize(&job.parameters, action.format).map_err(|source| {
+                RunError::Format {
+                    action: action.action_ref.clone(),
+                    source,
+                }
+            })?;
         let (program, argv) = self.command(action)?;
         let exec_dir = self.workspace.exec_dir(&job.execution_id)?;
         let param_file = match action.delivery {
-            Delivery::File => Some(exec_dir.write_param_file(action.format.file_extension(), &doc)?),
+            Delivery::File => {
+                Some(exec_dir.write_param_file(action.format.file_extension(), &doc)?)
+            }
             Delivery::Stdin => None,
         };
         let env = self.environment(job, exec_dir.path(), param_file.as_deref());
@@ -569,7 +576,7 @@ impl Runner {
         };
 
         let start_check = async {
-            let Some(fd) = start else { return None };
+            let fd = start?;
             let mut buf = [0u8; 8];
             let mut got = 0;
             loop {
@@ -648,7 +655,12 @@ async fn terminate(child: &Supervised, grace: Duration) -> io::Result<ExitStatus
 }
 
 fn cstring(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a path or variable"))
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL byte in a path or variable",
+        )
+    })
 }
 
 fn async_fd(fd: Option<OwnedFd>) -> io::Result<Option<AsyncFd<OwnedFd>>> {

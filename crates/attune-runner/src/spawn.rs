@@ -60,7 +60,11 @@ impl std::fmt::Display for StartFailure {
             2 => "forking the action process",
             _ => "executing the program",
         };
-        write!(f, "{what} failed: {}", io::Error::from_raw_os_error(self.errno))
+        write!(
+            f,
+            "{what} failed: {}",
+            io::Error::from_raw_os_error(self.errno)
+        )
     }
 }
 
@@ -82,7 +86,8 @@ pub struct Supervised {
 
 fn lifeline_read_fd() -> io::Result<RawFd> {
     static LIFELINE: OnceLock<Result<(OwnedFd, OwnedFd), i32>> = OnceLock::new();
-    match LIFELINE.get_or_init(|| pipe_cloexec().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))) {
+    match LIFELINE.get_or_init(|| pipe_cloexec().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)))
+    {
         Ok((r, _w)) => Ok(r.as_raw_fd()),
         Err(e) => Err(io::Error::from_raw_os_error(*e)),
     }
@@ -193,7 +198,9 @@ const FD_START: RawFd = 4;
 
 /// Reports a start failure to the worker and exits.
 unsafe fn fail(stage: i32) -> ! {
-    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    let errno = io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO);
     let msg: [i32; 2] = [stage, errno];
     // SAFETY: writing 8 bytes from a local array to our start-failure pipe; then exit
     // without running any destructors or atexit handlers.
@@ -227,10 +234,15 @@ unsafe fn supervise(
         if l < 0 || s < 0 {
             libc::_exit(127);
         }
-        if libc::dup2(fds.stdin, 0) < 0 || libc::dup2(fds.stdout, 1) < 0 || libc::dup2(fds.stderr, 2) < 0 {
+        if libc::dup2(fds.stdin, 0) < 0
+            || libc::dup2(fds.stdout, 1) < 0
+            || libc::dup2(fds.stderr, 2) < 0
+        {
             libc::_exit(127);
         }
-        if libc::dup3(l, FD_LIFELINE, libc::O_CLOEXEC) < 0 || libc::dup3(s, FD_START, libc::O_CLOEXEC) < 0 {
+        if libc::dup3(l, FD_LIFELINE, libc::O_CLOEXEC) < 0
+            || libc::dup3(s, FD_START, libc::O_CLOEXEC) < 0
+        {
             libc::_exit(127);
         }
         close_from(FD_START + 1);
@@ -275,8 +287,16 @@ unsafe fn supervise(
         let mut status: libc::c_int = 0;
         loop {
             let mut pfds = [
-                libc::pollfd { fd: FD_LIFELINE, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: pidfd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: FD_LIFELINE,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             // Without pidfd (Linux < 5.3), poll the child's status every 50 ms.
             let (n, timeout) = if pidfd >= 0 { (2, -1) } else { (1, 50) };
@@ -298,7 +318,10 @@ unsafe fn supervise(
             libc::_exit(libc::WEXITSTATUS(status));
         }
         let sig = libc::WTERMSIG(status);
-        let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         libc::setrlimit(libc::RLIMIT_CORE, &no_core);
         libc::signal(sig, libc::SIG_DFL);
         let mut one: libc::sigset_t = std::mem::zeroed();
@@ -311,7 +334,11 @@ unsafe fn supervise(
 }
 
 unsafe fn lifeline_hung_up(timeout_ms: libc::c_int) -> bool {
-    let mut p = libc::pollfd { fd: FD_LIFELINE, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: FD_LIFELINE,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: polling one valid pollfd.
     unsafe { libc::poll(&mut p, 1, timeout_ms) > 0 && p.revents != 0 }
 }
@@ -319,7 +346,13 @@ unsafe fn lifeline_hung_up(timeout_ms: libc::c_int) -> bool {
 unsafe fn close_from(first: RawFd) {
     // SAFETY: close_range/close only close descriptors of this (child) process.
     unsafe {
-        if libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) == 0 {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        ) == 0
+        {
             return;
         }
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -395,7 +428,9 @@ impl Supervised {
         loop {
             // SAFETY: waiting for our own child.
             let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
-            if r == self.pid || (r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)) {
+            if r == self.pid
+                || (r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+            {
                 break;
             }
         }

@@ -63,7 +63,11 @@ pub fn runtime_roots(data_dir: &Path) -> Vec<PathBuf> {
 
 /// Creates `dir` (mode 0700) if missing and checks that it is ours and private.
 fn private_dir(dir: &Path) -> Result<(), WorkspaceError> {
-    match fs::DirBuilder::new().mode(0o700).recursive(false).create(dir) {
+    match fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(false)
+        .create(dir)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -152,7 +156,13 @@ impl Workspace {
     pub fn exec_dir(&self, execution_id: &str) -> Result<ExecDir, WorkspaceError> {
         let safe: String = execution_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(64)
             .collect();
         let path = self.dir.join(format!("x-{safe}-{}", random_hex(4)));

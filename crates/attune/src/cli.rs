@@ -64,7 +64,12 @@ pub struct RunArgs {
     pub output: OutputFormat,
 
     /// Interpreter for a runner type, e.g. python=/usr/bin/python3.12; repeatable.
-    #[arg(long, value_name = "RUNNER=PROGRAM", env = "ATTUNE_INTERPRETERS", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "RUNNER=PROGRAM",
+        env = "ATTUNE_INTERPRETERS",
+        value_delimiter = ','
+    )]
     pub interpreter: Vec<String>,
 
     /// Seconds between SIGTERM and SIGKILL when the action times out or is cancelled.

@@ -70,7 +70,11 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
         for (rel, content, exec) in &case.files {
             p.file(rel, content, *exec);
         }
-        std::fs::write(p.tmp.path().join("outside.sh"), "#!/bin/bash\ntouch \"$HOME/ran\"\n").unwrap();
+        std::fs::write(
+            p.tmp.path().join("outside.sh"),
+            "#!/bin/bash\ntouch \"$HOME/ran\"\n",
+        )
+        .unwrap();
         let mut args: Vec<String> = case.args.clone();
         if let Some(v) = &case.params {
             args.push("--params-file".into());
@@ -83,19 +87,27 @@ fn every_bad_input_gets_one_clear_line_and_a_non_zero_exit() {
         let err = stderr(&out);
         let code = out.status.code();
         let problems: Vec<String> = [
-            (code == Some(0) || code.is_none() || code == Some(101)).then(|| format!("exit code {code:?}")),
+            (code == Some(0) || code.is_none() || code == Some(101))
+                .then(|| format!("exit code {code:?}")),
             (err.lines().count() != 1).then(|| "not exactly one line".to_string()),
             (!err.starts_with("attune: error: ")).then(|| "no `attune: error:` prefix".to_string()),
             (!err.contains(case.expect)).then(|| format!("does not contain {:?}", case.expect)),
-            err.contains(SECRET).then(|| "contains the secret".to_string()),
+            err.contains(SECRET)
+                .then(|| "contains the secret".to_string()),
             err.contains("panicked").then(|| "panicked".to_string()),
-            home.join("ran").exists().then(|| "the action ran".to_string()),
+            home.join("ran")
+                .exists()
+                .then(|| "the action ran".to_string()),
         ]
         .into_iter()
         .flatten()
         .collect();
         if !problems.is_empty() {
-            failures.push(format!("{}: {}\n    stderr: {err}", case.name, problems.join(", ")));
+            failures.push(format!(
+                "{}: {}\n    stderr: {err}",
+                case.name,
+                problems.join(", ")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -108,9 +120,20 @@ fn every_violation_is_listed_and_secrets_are_hidden() {
     let (rel, content, exec) = script();
     p.file(rel, &content, exec);
     let file = p.params_file(&json!({ "pw": SECRET }));
-    let out = p.run(&["p.act", "n=9", "extra=1", "--params-file", file.to_str().unwrap()]);
+    let out = p.run(&[
+        "p.act",
+        "n=9",
+        "extra=1",
+        "--params-file",
+        file.to_str().unwrap(),
+    ]);
     let err = stderr(&out);
-    for want in ["`n`: 9 is greater than the maximum of 5", "\"m\" is a required property", "extra", "`pw`"] {
+    for want in [
+        "`n`: 9 is greater than the maximum of 5",
+        "\"m\" is a required property",
+        "extra",
+        "`pw`",
+    ] {
         assert!(err.contains(want), "missing {want:?} in: {err}");
     }
     assert!(!err.contains(SECRET), "{err}");

@@ -179,7 +179,12 @@ fn the_child_environment_is_exactly_the_documented_set() {
     // wrapper script that adds variables of its own).
     let script = "#!/bin/bash\ntr '\\0' '\\n' < /proc/$$/environ\n";
     for d in ["stdin", "file"] {
-        p.action(&format!("env_{d}"), &format!("runner_type: shell\nparameter_delivery: {d}"), &format!("env_{d}.sh"), script);
+        p.action(
+            &format!("env_{d}"),
+            &format!("runner_type: shell\nparameter_delivery: {d}"),
+            &format!("env_{d}.sh"),
+            script,
+        );
     }
     for d in ["stdin", "file"] {
         let (out, rec) = p.run_json_env(
@@ -356,13 +361,21 @@ fn secrets_printed_by_the_action_are_masked_live_and_in_the_record() {
         let mut text = String::from_utf8_lossy(&all).into_owned();
         if output == "json" {
             let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            text = format!("{} {} {}", rec["stdout"].as_str().unwrap(), rec["stderr"].as_str().unwrap(), rec["parameters"]);
+            text = format!(
+                "{} {} {}",
+                rec["stdout"].as_str().unwrap(),
+                rec["stderr"].as_str().unwrap(),
+                rec["parameters"]
+            );
         }
         assert!(text.contains("plain ***"), "{output}: {text}");
         assert!(text.contains("b64 ***"), "{output}");
         assert!(text.contains("json \"***\""), "{output}");
         if output == "json" {
-            assert!(text.contains("\"token\":\"********\""), "{output}: redaction: {text}");
+            assert!(
+                text.contains("\"token\":\"********\""),
+                "{output}: redaction: {text}"
+            );
         }
     }
 }

@@ -36,7 +36,9 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     let mut config = RunnerConfig::default();
     for spec in &args.interpreter {
         let (runner, program) = spec.split_once('=').ok_or_else(|| {
-            CliError::usage(format!("--interpreter `{spec}`: expected RUNNER=PROGRAM, e.g. python=/usr/bin/python3"))
+            CliError::usage(format!(
+                "--interpreter `{spec}`: expected RUNNER=PROGRAM, e.g. python=/usr/bin/python3"
+            ))
         })?;
         config
             .interpreters
@@ -44,7 +46,9 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::usage(format!("--interpreter: {e}")))?;
     }
     if !(args.kill_grace.is_finite() && args.kill_grace >= 0.0 && args.kill_grace <= 3600.0) {
-        return Err(CliError::usage("--kill-grace must be between 0 and 3600 seconds"));
+        return Err(CliError::usage(
+            "--kill-grace must be between 0 and 3600 seconds",
+        ));
     }
     config.kill_grace = Duration::from_secs_f64(args.kill_grace);
     config.output_limit = args.output_limit;
@@ -70,9 +74,8 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         r
     });
     let outcome = outcome.map_err(|e| match e {
-        attune_runner::RunError::InterpreterNotFound { .. } | attune_runner::RunError::Format { .. } => {
-            CliError::usage(e)
-        }
+        attune_runner::RunError::InterpreterNotFound { .. }
+        | attune_runner::RunError::Format { .. } => CliError::usage(e),
         other => CliError::failure(other),
     })?;
     let record = attune_runner::record(&job, &outcome);
@@ -84,7 +87,10 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
                 (None, None, Some(s)) => format!("killed by signal {s}"),
                 _ => "no exit status".into(),
             };
-            eprintln!("attune: {} {}: {why}", job.action.action_ref, outcome.status);
+            eprintln!(
+                "attune: {} {}: {why}",
+                job.action.action_ref, outcome.status
+            );
         }
     } else {
         print_structured(&record, args.output)?;
@@ -141,7 +147,11 @@ fn watch_signals(cancel: CancelToken) -> Option<tokio::task::JoinHandle<()>> {
 }
 
 /// Finds `<pack>.<action>` in the given pack directories, then in the bundled packs.
-fn find_action(action_ref: &str, pack_dirs: &[PathBuf], data_dir: &Path) -> Result<Action, CliError> {
+fn find_action(
+    action_ref: &str,
+    pack_dirs: &[PathBuf],
+    data_dir: &Path,
+) -> Result<Action, CliError> {
     let Some((pack_ref, name)) = action_ref.split_once('.') else {
         return Err(CliError::usage(format!(
             "`{action_ref}` is not an action ref; use <pack>.<action>, e.g. core.echo"
@@ -169,7 +179,10 @@ fn find_action(action_ref: &str, pack_dirs: &[PathBuf], data_dir: &Path) -> Resu
         }
         if !any {
             if !dir.exists() {
-                return Err(CliError::usage(format!("--pack-dir {}: no such directory", dir.display())));
+                return Err(CliError::usage(format!(
+                    "--pack-dir {}: no such directory",
+                    dir.display()
+                )));
             }
             seen.push(format!("{} (no pack.yaml)", dir.display()));
         }
@@ -177,7 +190,12 @@ fn find_action(action_ref: &str, pack_dirs: &[PathBuf], data_dir: &Path) -> Resu
     if crate::bundled::names().any(|n| n == pack_ref) {
         let cache = data_dir.join("packs").join("bundled");
         let dir = crate::bundled::extract(pack_ref, &cache)
-            .map_err(|e| CliError::failure(format!("cannot unpack the bundled {pack_ref} pack into {}: {e}", cache.display())))?
+            .map_err(|e| {
+                CliError::failure(format!(
+                    "cannot unpack the bundled {pack_ref} pack into {}: {e}",
+                    cache.display()
+                ))
+            })?
             .ok_or_else(|| CliError::failure("bundled pack vanished"))?;
         let pack = Pack::open(&dir)?;
         return Ok(pack.load_action(name)?);
@@ -194,7 +212,11 @@ fn find_action(action_ref: &str, pack_dirs: &[PathBuf], data_dir: &Path) -> Resu
 }
 
 /// Parameters from `--params-file`, then `key=value` arguments on top.
-fn collect_params(action: &Action, file: Option<&Path>, args: &[String]) -> Result<Map<String, Value>, CliError> {
+fn collect_params(
+    action: &Action,
+    file: Option<&Path>,
+    args: &[String],
+) -> Result<Map<String, Value>, CliError> {
     let mut params = match file {
         None => Map::new(),
         Some(path) => read_params_file(path)?,
@@ -208,7 +230,8 @@ fn collect_params(action: &Action, file: Option<&Path>, args: &[String]) -> Resu
             }
         }
     }
-    let from_args = attune_core::params::parse_args(&action.parameters, args).map_err(CliError::usage)?;
+    let from_args =
+        attune_core::params::parse_args(&action.parameters, args).map_err(CliError::usage)?;
     params.extend(from_args);
     Ok(params)
 }
@@ -221,14 +244,17 @@ fn read_params_file(path: &Path) -> Result<Map<String, Value>, CliError> {
             .map_err(|e| CliError::usage(format!("--params-file -: cannot read stdin: {e}")))?;
         s
     } else {
-        std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("--params-file {shown}: {e}")))?
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("--params-file {shown}: {e}")))?
     };
     let is_json = path.extension().is_some_and(|e| e == "json")
         || (path == Path::new("-") && text.trim_start().starts_with('{'));
     let value: Value = if is_json {
-        serde_json::from_str(&text).map_err(|e| CliError::usage(format!("--params-file {shown}: malformed JSON: {e}")))?
+        serde_json::from_str(&text)
+            .map_err(|e| CliError::usage(format!("--params-file {shown}: malformed JSON: {e}")))?
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| CliError::usage(format!("--params-file {shown}: malformed YAML: {e}")))?
+        serde_yaml_ng::from_str(&text)
+            .map_err(|e| CliError::usage(format!("--params-file {shown}: malformed YAML: {e}")))?
     };
     match value {
         Value::Object(m) => Ok(m),
