@@ -6,7 +6,9 @@ use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
 /// How the parameter document is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Compact JSON on one line, then `\n`.
@@ -59,7 +61,9 @@ pub enum FormatError {
     #[error("parameter `{0}` contains a NUL byte, which the dotenv format cannot carry; use json or yaml")]
     NulInDotenv(String),
     /// Two parameter names map to the same dotenv key.
-    #[error("parameters `{0}` and `{1}` both become the dotenv key {2}; rename one or use json or yaml")]
+    #[error(
+        "parameters `{0}` and `{1}` both become the dotenv key {2}; rename one or use json or yaml"
+    )]
     KeyCollision(String, String, String),
     /// A parameter name that cannot become a dotenv key.
     #[error("parameter name `{0}` cannot become a dotenv key (it is empty)")]
@@ -94,11 +98,13 @@ pub fn dotenv_key(name: &str) -> Result<String, FormatError> {
     }
     for c in name.chars() {
         let u = c.to_ascii_uppercase();
-        key.push(if u.is_ascii_uppercase() || u.is_ascii_digit() || u == '_' {
-            u
-        } else {
-            '_'
-        });
+        key.push(
+            if u.is_ascii_uppercase() || u.is_ascii_digit() || u == '_' {
+                u
+            } else {
+                '_'
+            },
+        );
     }
     Ok(key)
 }
@@ -109,7 +115,11 @@ pub fn check_dotenv_keys<'a>(names: impl IntoIterator<Item = &'a str>) -> Result
     for name in names {
         let key = dotenv_key(name)?;
         if let Some(prev) = seen.insert(key.clone(), name) {
-            let (a, b) = if prev < name { (prev, name) } else { (name, prev) };
+            let (a, b) = if prev < name {
+                (prev, name)
+            } else {
+                (name, prev)
+            };
             return Err(FormatError::KeyCollision(a.into(), b.into(), key));
         }
     }
@@ -283,7 +293,8 @@ mod tests {
 
     #[test]
     fn dotenv_keys_and_values() {
-        let p = obj(json!({"my-param": "it's", "1st": 1.5, "flag": true, "none": null, "l": ["a"]}));
+        let p =
+            obj(json!({"my-param": "it's", "1st": 1.5, "flag": true, "none": null, "l": ["a"]}));
         let out = String::from_utf8(serialize(&p, Format::Dotenv).unwrap()).unwrap();
         assert_eq!(
             out,
@@ -321,6 +332,8 @@ mod tests {
         let mut p = Map::new();
         p.insert(long.clone(), json!([{"a": [1, [2]]}]));
         let y = to_yaml(&p);
-        assert!(y.starts_with(&format!("? \"{long}\"\n:\n  -\n    \"a\":\n      - 1\n      -\n        - 2\n")));
+        assert!(y.starts_with(&format!(
+            "? \"{long}\"\n:\n  -\n    \"a\":\n      - 1\n      -\n        - 2\n"
+        )));
     }
 }
