@@ -170,15 +170,12 @@ fn display_path(pointer: &str) -> String {
 }
 
 fn compile(schema: &Value) -> Result<jsonschema::Validator, SchemaError> {
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
-        .build(schema)
-        .map_err(|e| {
-            SchemaError(format!(
-                "key `parameters`: not a valid JSON Schema: {}",
-                truncate(e.to_string(), 300)
-            ))
-        })
+    jsonschema::options().build(schema).map_err(|e| {
+        SchemaError(format!(
+            "key `parameters`: not a valid JSON Schema: {}",
+            truncate(e.to_string(), 300)
+        ))
+    })
 }
 
 /// Compiles an `output_schema`.
@@ -189,15 +186,12 @@ pub fn compile_output_schema(schema: &Value) -> Result<jsonschema::Validator, Sc
             crate::json_type_name(schema)
         )));
     }
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft7)
-        .build(schema)
-        .map_err(|e| {
-            SchemaError(format!(
-                "key `output_schema`: not a valid JSON Schema: {}",
-                truncate(e.to_string(), 300)
-            ))
-        })
+    jsonschema::options().build(schema).map_err(|e| {
+        SchemaError(format!(
+            "key `output_schema`: not a valid JSON Schema: {}",
+            truncate(e.to_string(), 300)
+        ))
+    })
 }
 
 fn normalise(raw: Option<&Value>) -> Result<(Value, Vec<String>), SchemaError> {

@@ -599,7 +599,9 @@ impl Runner {
         let io = async {
             let mut caps = [Capture::new(limit), Capture::new(limit)];
             let mut masks = [masker.stream(), masker.stream()];
-            let mut bufs = [vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]];
+            // Grown on first use: most actions print little, and zeroing 128 KiB up front is
+            // a measurable part of a trivial run.
+            let mut bufs = [vec![0u8; 4096], vec![0u8; 4096]];
             let fds = [stdout, stderr];
             let mut open = [fds[0].is_some(), fds[1].is_some()];
             let streams = [Stream::Stdout, Stream::Stderr];
@@ -615,6 +617,9 @@ impl Runner {
                 match r {
                     Ok(0) | Err(_) => open[i] = false,
                     Ok(n) => {
+                        if n == bufs[i].len() && n < 64 * 1024 {
+                            bufs[i].resize(64 * 1024, 0);
+                        }
                         let masked = masks[i].push(&bufs[i][..n]);
                         if !masked.is_empty() {
                             sink.output(streams[i], &masked);

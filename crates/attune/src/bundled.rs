@@ -2,7 +2,6 @@
 //! content-addressed directory under the data dir, so every run uses exactly the bundled
 //! version and concurrent first runs do not trip over each other.
 
-use sha2::{Digest, Sha256};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -12,31 +11,15 @@ include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 
 /// The refs (directory names) of the bundled packs.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    BUNDLED.iter().map(|(name, _)| *name)
-}
-
-fn digest(files: &[(&str, u32, &[u8])]) -> String {
-    let mut h = Sha256::new();
-    for (path, mode, data) in files {
-        h.update((path.len() as u64).to_le_bytes());
-        h.update(path.as_bytes());
-        h.update(mode.to_le_bytes());
-        h.update((data.len() as u64).to_le_bytes());
-        h.update(data);
-    }
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    BUNDLED.iter().map(|(name, _, _)| *name)
 }
 
 /// The directory of bundled pack `name`, extracted under `cache` if not already there.
 pub fn extract(name: &str, cache: &Path) -> io::Result<Option<PathBuf>> {
-    let Some((_, files)) = BUNDLED.iter().find(|(n, _)| *n == name) else {
+    let Some((_, digest, files)) = BUNDLED.iter().find(|(n, _, _)| *n == name) else {
         return Ok(None);
     };
-    let dir = cache.join(format!("{name}-{}", digest(files)));
+    let dir = cache.join(format!("{name}-{digest}"));
     if dir.join("pack.yaml").is_file() {
         return Ok(Some(dir));
     }
