@@ -686,17 +686,19 @@ async fn read_opt(fd: Option<&AsyncFd<OwnedFd>>, buf: &mut [u8]) -> io::Result<u
     }
 }
 
+/// The byte count of a read(2)/write(2) result, or the OS error.
+fn syscall_len(n: isize) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
 async fn read_some(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         let mut guard = fd.readable().await?;
         // SAFETY: reading into a buffer we own from a descriptor we own.
         let r = guard.try_io(|inner| {
-            let n = unsafe { libc::read(inner.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            syscall_len(unsafe {
+                libc::read(inner.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+            })
         });
         match r {
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -711,12 +713,7 @@ async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Result<()> {
         let mut guard = fd.writable().await?;
         // SAFETY: writing from a buffer we own to a descriptor we own.
         let r = guard.try_io(|inner| {
-            let n = unsafe { libc::write(inner.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            syscall_len(unsafe { libc::write(inner.as_raw_fd(), data.as_ptr().cast(), data.len()) })
         });
         match r {
             Ok(Ok(n)) => data = &data[n..],

@@ -9,8 +9,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Reads every process's cmdline and environ; returns the pids where `needle` occurs.
@@ -72,19 +70,11 @@ fn a_secret_is_in_no_process_cmdline_or_environ_while_the_action_runs() {
     for d in ["stdin", "file"] {
         let secret = format!("pw-{}", rand_suffix());
         let file = p.params_file(&json!({"password": secret, "hold": 1.5}));
-        let mut child = p
-            .cmd(&[
-                &format!("sec.hold_{d}"),
-                "--params-file",
-                file.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
+        let (mut child, _stdout, first) = p.spawn_first_line(&[
+            &format!("sec.hold_{d}"),
+            "--params-file",
+            file.to_str().unwrap(),
+        ]);
         assert!(first.contains("cwd"), "action did not start: {first}");
         let mut samples = 0;
         let start = Instant::now();
@@ -121,15 +111,7 @@ fn the_parameter_file_is_private_and_removed_in_every_outcome() {
         if outcome == "timeout" {
             args.extend(["--timeout", "1"]);
         }
-        let mut child = p
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
+        let (mut child, mut stdout, first) = p.spawn_first_line(&args);
         let info: serde_json::Value =
             serde_json::from_str(&first).unwrap_or_else(|e| panic!("{outcome}: {e}: {first}"));
         assert_eq!(info["mode"], "0o400", "{outcome}");
@@ -258,15 +240,7 @@ fn stubborn_pack() -> TestPack {
 fn start_stubborn(p: &TestPack, extra: &[&str]) -> (std::process::Child, Vec<i32>) {
     let mut args = vec!["stub.born"];
     args.extend_from_slice(extra);
-    let mut child = p
-        .cmd(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let (child, _stdout, line) = p.spawn_first_line(&args);
     let pids: Vec<i32> = line
         .split_whitespace()
         .map(|s| s.parse().unwrap())

@@ -77,6 +77,28 @@ impl TestPack {
         c
     }
 
+    /// Starts `attune` with piped output and waits for the action's first line of stdout.
+    pub fn spawn_first_line(
+        &self,
+        args: &[&str],
+    ) -> (
+        std::process::Child,
+        std::io::BufReader<std::process::ChildStdout>,
+        String,
+    ) {
+        use std::io::BufRead;
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        (child, stdout, first)
+    }
+
     /// Runs and collects output.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
