@@ -68,6 +68,9 @@ pub enum FormatError {
     /// A parameter name that cannot become a dotenv key.
     #[error("parameter name `{0}` cannot become a dotenv key (it is empty)")]
     BadKey(String),
+    /// A parameter name whose dotenv key is a variable the shell itself relies on.
+    #[error("parameter `{0}` becomes the dotenv key {1}, which would replace the shell's own {1} when the file is sourced; rename the parameter or use json or yaml")]
+    ShellVariable(String, String),
 }
 
 /// Serialises `params` in `format`. The result is the exact document delivered to the action.
@@ -109,11 +112,46 @@ pub fn dotenv_key(name: &str) -> Result<String, FormatError> {
     Ok(key)
 }
 
-/// Checks that the given parameter names map to distinct dotenv keys.
+/// Keys that would change how the sourcing shell (or what it runs) behaves: a parameter
+/// called `path` must not silently replace `PATH`.
+const SHELL_VARIABLES: &[&str] = &[
+    "PATH",
+    "IFS",
+    "HOME",
+    "ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "CDPATH",
+    "PS1",
+    "PS2",
+    "PS4",
+    "OPTIND",
+    "OPTARG",
+    "PWD",
+    "OLDPWD",
+    "SHELL",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "PYTHONPATH",
+    "NODE_OPTIONS",
+    "PERL5OPT",
+    "GLOBIGNORE",
+    "PROMPT_COMMAND",
+];
+
+/// Checks that the given parameter names map to distinct dotenv keys, none of them a
+/// variable the shell relies on.
 pub fn check_dotenv_keys<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), FormatError> {
     let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for name in names {
         let key = dotenv_key(name)?;
+        if SHELL_VARIABLES.contains(&key.as_str())
+            || key.starts_with("LD_")
+            || key.starts_with("BASH_")
+        {
+            return Err(FormatError::ShellVariable(name.to_string(), key));
+        }
         if let Some(prev) = seen.insert(key.clone(), name) {
             let (a, b) = if prev < name {
                 (prev, name)
@@ -300,6 +338,20 @@ mod tests {
             out,
             "_1ST='1.5'\nFLAG='true'\nL='[\"a\"]'\nMY_PARAM='it'\\''s'\nNONE=''\n"
         );
+    }
+
+    #[test]
+    fn dotenv_rejects_shell_variables() {
+        for name in ["path", "IFS", "ld-preload", "bash_env", "home"] {
+            assert!(
+                matches!(
+                    check_dotenv_keys([name]),
+                    Err(FormatError::ShellVariable(..))
+                ),
+                "{name}"
+            );
+        }
+        assert!(check_dotenv_keys(["path_prefix", "user_home"]).is_ok());
     }
 
     #[test]

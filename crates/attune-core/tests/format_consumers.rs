@@ -223,7 +223,14 @@ const SH_RESERVED: &[&str] = &[
 ];
 
 fn is_sh_reserved(key: &str) -> bool {
-    SH_RESERVED.contains(&key) || key.starts_with("LC_") || key.starts_with("BASH")
+    SH_RESERVED.contains(&key)
+        || key.starts_with("LC_")
+        || key.starts_with("BASH")
+        // Keys the serialiser refuses on purpose (tested in its unit tests).
+        || matches!(
+            attune_core::format::check_dotenv_keys([key]),
+            Err(attune_core::format::FormatError::ShellVariable(..))
+        )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -338,7 +338,10 @@ fn arb_params() -> impl Strategy<Value = Map<String, Value>> {
     proptest::collection::btree_map(
         "[a-z][a-z0-9_]{0,8}".prop_filter("sh special", |k| {
             let u = k.to_ascii_uppercase();
-            !SH_SPECIAL.contains(&u.as_str()) && !u.starts_with("BASH")
+            !SH_SPECIAL.contains(&u.as_str())
+                && !u.starts_with("BASH")
+                // Refused for dotenv actions on purpose (tested in attune-core).
+                && attune_core::format::check_dotenv_keys([k.as_str()]).is_ok()
         }),
         arb_json(),
         0..6,
