@@ -42,6 +42,24 @@ impl ExecutionStatus {
         }
     }
 
+    /// All statuses.
+    pub const ALL: [ExecutionStatus; 9] = [
+        ExecutionStatus::Requested,
+        ExecutionStatus::Scheduled,
+        ExecutionStatus::Running,
+        ExecutionStatus::Canceling,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::Canceled,
+        ExecutionStatus::Abandoned,
+    ];
+
+    /// Parses a lower-case status name.
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        ExecutionStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
     /// Whether no further transition is possible.
     pub fn is_final(self) -> bool {
         matches!(

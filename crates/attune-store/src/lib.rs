@@ -1,0 +1,551 @@
+//! Attune's store (DESIGN.md §4, §6): packs, executions and API tokens. One interface,
+//! SQLite now (a file in the data dir, WAL); PostgreSQL slots in behind the same methods.
+//! Every status change is a conditional write (`… WHERE status = <expected>`), so two
+//! workers, or a cancel racing a finish, can never both win.
+
+use attune_core::ExecutionStatus;
+use serde_json::{Map, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Schema migrations, applied in order at open; each runs once, in a transaction.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+
+/// Why a store operation failed. Messages never contain parameter values.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored row could not be decoded.
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A registered pack.
+#[derive(Debug, Clone)]
+pub struct PackRow {
+    /// Pack ref.
+    pub pack_ref: String,
+    /// Version.
+    pub version: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Content digest of the bundle.
+    pub digest: String,
+    /// The pack's files (see `attune_core::bundle`).
+    pub bundle: Vec<u8>,
+    /// RFC 3339 registration time.
+    pub registered_at: String,
+}
+
+/// A new execution, as accepted by the API.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// `<pack>.<action>`.
+    pub action_ref: String,
+    /// Parameters with secret values replaced by `"********"`.
+    pub parameters: Map<String, Value>,
+    /// Encrypted secret parameter values, if any.
+    pub secrets: Option<Vec<u8>>,
+    /// env_vars.
+    pub env_vars: BTreeMap<String, String>,
+    /// Requested timeout, if lower than the action's.
+    pub timeout_secs: Option<u64>,
+    /// Name of the token that asked for it.
+    pub requested_by: String,
+    /// The execution this one re-runs.
+    pub rerun_of: Option<i64>,
+}
+
+/// A stored execution.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExecutionRow {
+    /// Id.
+    pub id: i64,
+    /// `<pack>.<action>`.
+    pub action_ref: String,
+    /// Status.
+    pub status: ExecutionStatus,
+    /// Parameters, secrets redacted.
+    pub parameters: Map<String, Value>,
+    /// Encrypted secret values (never serialised).
+    #[serde(skip)]
+    pub secrets: Option<Vec<u8>>,
+    /// env_vars.
+    pub env_vars: BTreeMap<String, String>,
+    /// Requested timeout.
+    pub timeout_secs: Option<u64>,
+    /// Who asked.
+    pub requested_by: String,
+    /// Which worker ran it.
+    pub worker: Option<String>,
+    /// The execution this one re-runs.
+    pub rerun_of: Option<i64>,
+    /// Creation time.
+    pub created_at: String,
+    /// Start time.
+    pub started_at: Option<String>,
+    /// End time.
+    pub finished_at: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Signal.
+    pub signal: Option<i32>,
+    /// Result object.
+    pub result: Option<Value>,
+    /// Captured stdout (masked).
+    pub stdout: Option<String>,
+    /// Captured stderr (masked).
+    pub stderr: Option<String>,
+    /// Error text.
+    pub error: Option<String>,
+}
+
+/// How an execution ended, written with its final status.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Signal.
+    pub signal: Option<i32>,
+    /// Result.
+    pub result: Option<Value>,
+    /// stdout.
+    pub stdout: String,
+    /// stderr.
+    pub stderr: String,
+    /// Error text.
+    pub error: Option<String>,
+    /// RFC 3339 start time, if it started.
+    pub started_at: Option<String>,
+}
+
+/// Filters for listing executions.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    /// Only this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only this action.
+    pub action_ref: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// An API token's stored form.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Role: admin, operator or viewer.
+    pub role: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+fn now() -> String {
+    attune_core::execution::rfc3339(std::time::SystemTime::now())
+}
+
+const EXECUTION_COLUMNS: &str = "id, action_ref, status, parameters, secrets, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
+
+/// A query built only from constants of this file (the column list), never from input.
+fn sql_with_columns(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table: "executions",
+        detail: detail.to_string(),
+    }
+}
+
+fn decode_execution(row: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow> {
+    let status: String = row.try_get("status")?;
+    let parameters: String = row.try_get("parameters")?;
+    let env_vars: String = row.try_get("env_vars")?;
+    let result: Option<String> = row.try_get("result")?;
+    Ok(ExecutionRow {
+        id: row.try_get("id")?,
+        action_ref: row.try_get("action_ref")?,
+        status: ExecutionStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status {status}")))?,
+        parameters: serde_json::from_str(&parameters).map_err(corrupt)?,
+        secrets: row.try_get("secrets")?,
+        env_vars: serde_json::from_str(&env_vars).map_err(corrupt)?,
+        timeout_secs: row.try_get::<Option<i64>, _>("timeout_secs")?.map(|t| t.max(0) as u64),
+        requested_by: row.try_get("requested_by")?,
+        worker: row.try_get("worker")?,
+        rerun_of: row.try_get("rerun_of")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        exit_code: row.try_get("exit_code")?,
+        signal: row.try_get("signal")?,
+        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(corrupt)?,
+        stdout: row.try_get("stdout")?,
+        stderr: row.try_get("stderr")?,
+        error: row.try_get("error")?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed execution survives an OS crash, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        for (version, name, sql) in SQLITE_MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if done.is_none() {
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                    .bind(version)
+                    .bind(name)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- packs ----
+
+    /// Registers (or replaces) a pack.
+    pub async fn put_pack(&self, p: &PackRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO packs (ref, version, description, digest, bundle, registered_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (ref) DO UPDATE SET version = excluded.version, description = excluded.description,
+             digest = excluded.digest, bundle = excluded.bundle, registered_at = excluded.registered_at",
+        )
+        .bind(&p.pack_ref)
+        .bind(&p.version)
+        .bind(&p.description)
+        .bind(&p.digest)
+        .bind(&p.bundle)
+        .bind(&p.registered_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// All registered packs, with their bundles.
+    pub async fn list_packs(&self) -> Result<Vec<PackRow>> {
+        let rows = sqlx::query("SELECT ref, version, description, digest, bundle, registered_at FROM packs ORDER BY ref")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PackRow {
+                    pack_ref: r.try_get("ref")?,
+                    version: r.try_get("version")?,
+                    description: r.try_get("description")?,
+                    digest: r.try_get("digest")?,
+                    bundle: r.try_get("bundle")?,
+                    registered_at: r.try_get("registered_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Removes a pack; false if there was none.
+    pub async fn delete_pack(&self, pack_ref: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM packs WHERE ref = ?")
+            .bind(pack_ref)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    // ---- executions ----
+
+    /// Stores a new execution in status `requested`; returns it once committed.
+    pub async fn insert_execution(&self, e: &NewExecution) -> Result<ExecutionRow> {
+        let row = sqlx::query(sql_with_columns(format!(
+            "INSERT INTO executions (action_ref, status, parameters, secrets, env_vars, timeout_secs, requested_by, rerun_of, created_at)
+             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?) RETURNING {EXECUTION_COLUMNS}"
+        )))
+        .bind(&e.action_ref)
+        .bind(Value::Object(e.parameters.clone()).to_string())
+        .bind(&e.secrets)
+        .bind(serde_json::to_string(&e.env_vars).unwrap_or_else(|_| "{}".into()))
+        .bind(e.timeout_secs.map(|t| t as i64))
+        .bind(&e.requested_by)
+        .bind(e.rerun_of)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        decode_execution(&row)
+    }
+
+    /// One execution.
+    pub async fn get_execution(&self, id: i64) -> Result<Option<ExecutionRow>> {
+        let row = sqlx::query(sql_with_columns(format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_execution).transpose()
+    }
+
+    /// Executions, newest first.
+    pub async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
+        let rows = sqlx::query(sql_with_columns(format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR action_ref = ?2)
+             ORDER BY id DESC LIMIT ?3"
+        )))
+        .bind(f.status.map(ExecutionStatus::as_str))
+        .bind(&f.action_ref)
+        .bind(i64::from(f.limit.max(1)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_execution).collect()
+    }
+
+    /// Claims the oldest requested execution for `worker` (requested → scheduled).
+    pub async fn claim_next(&self, worker: &str) -> Result<Option<ExecutionRow>> {
+        let row = sqlx::query(sql_with_columns(format!(
+            "UPDATE executions SET status = 'scheduled', worker = ?
+             WHERE id = (SELECT id FROM executions WHERE status = 'requested' ORDER BY id LIMIT 1)
+               AND status = 'requested'
+             RETURNING {EXECUTION_COLUMNS}"
+        )))
+        .bind(worker)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_execution).transpose()
+    }
+
+    /// Moves `id` from `from` to `to` if it is still in `from`; true if it did.
+    pub async fn transition(&self, id: i64, from: ExecutionStatus, to: ExecutionStatus) -> Result<bool> {
+        let started = (to == ExecutionStatus::Running).then(now);
+        let r = sqlx::query(
+            "UPDATE executions SET status = ?, started_at = COALESCE(?, started_at) WHERE id = ? AND status = ?",
+        )
+        .bind(to.as_str())
+        .bind(started)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Writes the final status and outcome if the execution is still in one of `from`.
+    pub async fn finish(&self, id: i64, from: &[ExecutionStatus], to: ExecutionStatus, f: &Finish) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT status FROM executions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(current) = current.and_then(|c| ExecutionStatus::parse(&c)) else {
+            return Ok(false);
+        };
+        if !from.contains(&current) {
+            return Ok(false);
+        }
+        let r = sqlx::query(
+            "UPDATE executions SET status = ?, finished_at = ?, started_at = COALESCE(started_at, ?), exit_code = ?,
+             signal = ?, result = ?, stdout = ?, stderr = ?, error = ? WHERE id = ? AND status = ?",
+        )
+        .bind(to.as_str())
+        .bind(now())
+        .bind(&f.started_at)
+        .bind(f.exit_code)
+        .bind(f.signal)
+        .bind(f.result.as_ref().map(Value::to_string))
+        .bind(&f.stdout)
+        .bind(&f.stderr)
+        .bind(&f.error)
+        .bind(id)
+        .bind(current.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Marks every execution that a previous run of this server had scheduled or running
+    /// as `abandoned` (never re-run: delivery is at most once). Returns how many.
+    pub async fn abandon_in_flight(&self, reason: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE executions SET status = 'abandoned', finished_at = ?, error = ?
+             WHERE status IN ('scheduled', 'running', 'canceling')",
+        )
+        .bind(now())
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Number of executions per status.
+    pub async fn count_by_status(&self) -> Result<BTreeMap<String, i64>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM executions GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
+            .collect()
+    }
+
+    // ---- tokens ----
+
+    /// Stores a token by its hash.
+    pub async fn insert_token(&self, name: &str, role: &str, hash: &str) -> Result<TokenRow> {
+        let created_at = now();
+        let id: i64 = sqlx::query_scalar("INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id")
+            .bind(name)
+            .bind(role)
+            .bind(hash)
+            .bind(&created_at)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(TokenRow {
+            id,
+            name: name.into(),
+            role: role.into(),
+            created_at,
+        })
+    }
+
+    /// The token with this hash.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(TokenRow {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                role: r.try_get("role")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// How many tokens exist.
+    pub async fn token_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&self.pool).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_exec(action: &str) -> NewExecution {
+        NewExecution {
+            action_ref: action.into(),
+            parameters: Map::new(),
+            secrets: None,
+            env_vars: BTreeMap::new(),
+            timeout_secs: None,
+            requested_by: "test".into(),
+            rerun_of: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_execution_is_claimed_once_and_transitions_are_conditional() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite")).await.unwrap();
+        for _ in 0..50 {
+            store.insert_execution(&new_exec("core.noop")).await.unwrap();
+        }
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(e) = s.claim_next(&format!("w{w}")).await.unwrap() {
+                    got.push(e.id);
+                }
+                got
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort();
+        assert_eq!(all, (1..=50).collect::<Vec<i64>>());
+
+        use ExecutionStatus::*;
+        assert!(store.transition(1, Scheduled, Running).await.unwrap());
+        assert!(!store.transition(1, Scheduled, Running).await.unwrap(), "second start must lose");
+        assert!(store.transition(1, Running, Canceling).await.unwrap());
+        let fin = Finish::default();
+        assert!(!store.finish(1, &[Running], Succeeded, &fin).await.unwrap(), "finish must lose to cancel");
+        assert!(store.finish(1, &[Running, Canceling], Canceled, &fin).await.unwrap());
+        assert_eq!(store.get_execution(1).await.unwrap().unwrap().status, Canceled);
+        assert_eq!(store.abandon_in_flight("restart").await.unwrap(), 49);
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let s = Store::open_sqlite(&path).await.unwrap();
+        s.insert_token("a", "admin", "h").await.unwrap();
+        drop(s);
+        let s = Store::open_sqlite(&path).await.unwrap();
+        assert_eq!(s.token_count().await.unwrap(), 1);
+    }
+}
