@@ -3,6 +3,7 @@
 //! secret values are masked in output. Nothing here spawns a process or opens a socket.
 
 pub mod action;
+pub mod bundle;
 pub mod envvars;
 pub mod execution;
 pub mod format;

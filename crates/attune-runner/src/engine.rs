@@ -112,7 +112,7 @@ pub enum Stream {
 }
 
 /// Receives an action's output as it is produced, already masked.
-pub trait OutputSink {
+pub trait OutputSink: Send {
     /// One chunk of masked output.
     fn output(&mut self, stream: Stream, data: &[u8]);
 }
@@ -777,5 +777,20 @@ pub fn record(job: &Job, outcome: &Outcome) -> attune_core::ExecutionRecord {
         started_at: Some(attune_core::execution::rfc3339(outcome.started_at)),
         finished_at: Some(attune_core::execution::rfc3339(outcome.finished_at)),
         duration_ms: Some(outcome.duration.as_millis() as u64),
+    }
+}
+
+#[cfg(test)]
+mod send_check {
+    /// The server runs jobs on a multi-threaded runtime, so `Runner::run` must be `Send`.
+    #[allow(dead_code)]
+    fn run_future_is_send(
+        r: &super::Runner,
+        j: &super::Job,
+        s: &mut dyn super::OutputSink,
+        c: &super::CancelToken,
+    ) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(r.run(j, s, c));
     }
 }

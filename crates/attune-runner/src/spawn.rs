@@ -81,7 +81,7 @@ pub struct Supervised {
     pub stderr: Option<OwnedFd>,
     /// Read end of the start-failure pipe: EOF once the action has exec'd.
     pub start_pipe: Option<OwnedFd>,
-    reaped: std::cell::Cell<bool>,
+    reaped: std::sync::atomic::AtomicBool,
 }
 
 fn lifeline_read_fd() -> io::Result<RawFd> {
@@ -181,7 +181,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Supervised> {
         stdout: Some(stdout_r),
         stderr: Some(stderr_r),
         start_pipe: Some(start_r),
-        reaped: std::cell::Cell::new(false),
+        reaped: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -375,7 +375,7 @@ impl Supervised {
 
     /// Sends `sig` to every process of the action's group. A no-op once reaped.
     pub fn signal_group(&self, sig: libc::c_int) {
-        if !self.reaped.get() {
+        if !self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
             // SAFETY: the supervisor is not reaped, so its pid still names our group.
             unsafe {
                 libc::kill(-self.pid, sig);
@@ -385,7 +385,7 @@ impl Supervised {
 
     /// Waits for the supervisor to exit, kills whatever is left of the group, reaps it.
     pub async fn wait(&self) -> io::Result<ExitStatus> {
-        if self.reaped.get() {
+        if self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(io::Error::other("already reaped"));
         }
         match &self.pidfd {
@@ -400,24 +400,29 @@ impl Supervised {
                 let _ = afd.readable().await?;
             }
             None => loop {
-                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                // SAFETY: waitid with WNOWAIT only inspects our own child.
-                let r = unsafe {
-                    libc::waitid(
-                        libc::P_PID,
-                        self.pid as libc::id_t,
-                        &mut info,
-                        libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-                    )
-                };
-                // SAFETY: reading si_pid of the siginfo waitid filled.
-                if r == 0 && unsafe { info.si_pid() } == self.pid {
+                // No pidfd (Linux < 5.3): poll the supervisor's state.
+                if self.exited_without_reaping() {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             },
         }
         Ok(self.reap())
+    }
+
+    /// Whether the supervisor has exited, leaving it unreaped (WNOWAIT).
+    fn exited_without_reaping(&self) -> bool {
+        // SAFETY: waitid with WNOWAIT only inspects our own child; siginfo_t is plain data.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let r = libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            r == 0 && info.si_pid() == self.pid
+        }
     }
 
     /// Kills the rest of the group, then reaps the (exited) supervisor.
@@ -434,7 +439,7 @@ impl Supervised {
                 break;
             }
         }
-        self.reaped.set(true);
+        self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
         if libc::WIFEXITED(status) {
             ExitStatus::Exited(libc::WEXITSTATUS(status))
         } else {
@@ -445,7 +450,7 @@ impl Supervised {
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        if !self.reaped.get() {
+        if !self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
             self.signal_group(libc::SIGKILL);
             self.reap();
         }

@@ -5,14 +5,20 @@
 
 use attune_core::ExecutionStatus;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// Schema migrations, applied in order at open; each runs once, in a transaction.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
 
 /// Why a store operation failed. Messages never contain parameter values.
 #[derive(Debug, thiserror::Error)]
@@ -193,11 +199,14 @@ fn decode_execution(row: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow> {
     Ok(ExecutionRow {
         id: row.try_get("id")?,
         action_ref: row.try_get("action_ref")?,
-        status: ExecutionStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status {status}")))?,
+        status: ExecutionStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
         parameters: serde_json::from_str(&parameters).map_err(corrupt)?,
         secrets: row.try_get("secrets")?,
         env_vars: serde_json::from_str(&env_vars).map_err(corrupt)?,
-        timeout_secs: row.try_get::<Option<i64>, _>("timeout_secs")?.map(|t| t.max(0) as u64),
+        timeout_secs: row
+            .try_get::<Option<i64>, _>("timeout_secs")?
+            .map(|t| t.max(0) as u64),
         requested_by: row.try_get("requested_by")?,
         worker: row.try_get("worker")?,
         rerun_of: row.try_get("rerun_of")?,
@@ -206,7 +215,10 @@ fn decode_execution(row: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow> {
         finished_at: row.try_get("finished_at")?,
         exit_code: row.try_get("exit_code")?,
         signal: row.try_get("signal")?,
-        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(corrupt)?,
+        result: result
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(corrupt)?,
         stdout: row.try_get("stdout")?,
         stderr: row.try_get("stderr")?,
         error: row.try_get("error")?,
@@ -239,18 +251,21 @@ impl Store {
             .await?;
         for (version, name, sql) in SQLITE_MIGRATIONS {
             let mut tx = self.pool.begin().await?;
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if done.is_none() {
                 sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                    .bind(version)
-                    .bind(name)
-                    .bind(now())
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                )
+                .bind(version)
+                .bind(name)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
         }
@@ -334,10 +349,12 @@ impl Store {
 
     /// One execution.
     pub async fn get_execution(&self, id: i64) -> Result<Option<ExecutionRow>> {
-        let row = sqlx::query(sql_with_columns(format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sql_with_columns(format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(decode_execution).transpose()
     }
 
@@ -371,7 +388,12 @@ impl Store {
     }
 
     /// Moves `id` from `from` to `to` if it is still in `from`; true if it did.
-    pub async fn transition(&self, id: i64, from: ExecutionStatus, to: ExecutionStatus) -> Result<bool> {
+    pub async fn transition(
+        &self,
+        id: i64,
+        from: ExecutionStatus,
+        to: ExecutionStatus,
+    ) -> Result<bool> {
         let started = (to == ExecutionStatus::Running).then(now);
         let r = sqlx::query(
             "UPDATE executions SET status = ?, started_at = COALESCE(?, started_at) WHERE id = ? AND status = ?",
@@ -386,12 +408,19 @@ impl Store {
     }
 
     /// Writes the final status and outcome if the execution is still in one of `from`.
-    pub async fn finish(&self, id: i64, from: &[ExecutionStatus], to: ExecutionStatus, f: &Finish) -> Result<bool> {
+    pub async fn finish(
+        &self,
+        id: i64,
+        from: &[ExecutionStatus],
+        to: ExecutionStatus,
+        f: &Finish,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let current: Option<String> = sqlx::query_scalar("SELECT status FROM executions WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM executions WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(current) = current.and_then(|c| ExecutionStatus::parse(&c)) else {
             return Ok(false);
         };
@@ -448,13 +477,15 @@ impl Store {
     /// Stores a token by its hash.
     pub async fn insert_token(&self, name: &str, role: &str, hash: &str) -> Result<TokenRow> {
         let created_at = now();
-        let id: i64 = sqlx::query_scalar("INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id")
-            .bind(name)
-            .bind(role)
-            .bind(hash)
-            .bind(&created_at)
-            .fetch_one(&self.pool)
-            .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(role)
+        .bind(hash)
+        .bind(&created_at)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(TokenRow {
             id,
             name: name.into(),
@@ -482,7 +513,9 @@ impl Store {
 
     /// How many tokens exist.
     pub async fn token_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
+            .fetch_one(&self.pool)
+            .await?)
     }
 }
 
@@ -505,9 +538,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_execution_is_claimed_once_and_transitions_are_conditional() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("db.sqlite")).await.unwrap();
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
         for _ in 0..50 {
-            store.insert_execution(&new_exec("core.noop")).await.unwrap();
+            store
+                .insert_execution(&new_exec("core.noop"))
+                .await
+                .unwrap();
         }
         let mut tasks = Vec::new();
         for w in 0..4 {
@@ -529,12 +567,24 @@ mod tests {
 
         use ExecutionStatus::*;
         assert!(store.transition(1, Scheduled, Running).await.unwrap());
-        assert!(!store.transition(1, Scheduled, Running).await.unwrap(), "second start must lose");
+        assert!(
+            !store.transition(1, Scheduled, Running).await.unwrap(),
+            "second start must lose"
+        );
         assert!(store.transition(1, Running, Canceling).await.unwrap());
         let fin = Finish::default();
-        assert!(!store.finish(1, &[Running], Succeeded, &fin).await.unwrap(), "finish must lose to cancel");
-        assert!(store.finish(1, &[Running, Canceling], Canceled, &fin).await.unwrap());
-        assert_eq!(store.get_execution(1).await.unwrap().unwrap().status, Canceled);
+        assert!(
+            !store.finish(1, &[Running], Succeeded, &fin).await.unwrap(),
+            "finish must lose to cancel"
+        );
+        assert!(store
+            .finish(1, &[Running, Canceling], Canceled, &fin)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_execution(1).await.unwrap().unwrap().status,
+            Canceled
+        );
         assert_eq!(store.abandon_in_flight("restart").await.unwrap(), 49);
     }
 

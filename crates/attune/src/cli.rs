@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Run an action and wait for it, streaming its output; exits with the action's exit code.
     Run(RunArgs),
+    /// Start the server: REST API, scheduler and embedded workers on the data dir's SQLite store.
+    Server(ServerArgs),
 }
 
 /// `attune run`.
@@ -63,6 +65,41 @@ pub struct RunArgs {
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// `attune server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (port 0: any free port; the URL is written to <data dir>/server.json).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8228",
+        env = "ATTUNE_LISTEN"
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// Number of embedded workers (executions run at once).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub workers: usize,
+
+    /// Largest request body, in MiB (parameters included).
+    #[arg(long, value_name = "MIB", default_value_t = 100)]
+    pub max_body_mib: usize,
+
+    /// On SIGTERM, seconds running executions get to finish before they are cancelled.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub shutdown_grace: u64,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// How actions are run; shared by `run --local` and `server`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
     /// Interpreter for a runner type, e.g. python=/usr/bin/python3.12; repeatable.
     #[arg(
         long,
@@ -72,7 +109,7 @@ pub struct RunArgs {
     )]
     pub interpreter: Vec<String>,
 
-    /// Seconds between SIGTERM and SIGKILL when the action times out or is cancelled.
+    /// Seconds between SIGTERM and SIGKILL when an action times out or is cancelled.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub kill_grace: f64,
 

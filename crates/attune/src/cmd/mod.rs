@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod run;
+pub mod server;
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -12,6 +13,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     let data_dir = data_dir(cli.data_dir)?;
     match cli.command {
         Command::Run(args) => run::run(args, &data_dir),
+        Command::Server(args) => server::server(args, data_dir),
     }
 }
 

@@ -5,14 +5,13 @@ use crate::cli::RunArgs;
 use crate::error::CliError;
 use crate::output::{print_structured, OutputFormat};
 use attune_core::{Action, EnvVars, ExecutionStatus, Pack};
-use attune_runner::{CancelToken, OutputSink, Runner, RunnerConfig, Stream, Workspace};
+use attune_runner::{CancelToken, OutputSink, Runner, Stream, Workspace};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Exit code when the action timed out (as timeout(1)).
 const EXIT_TIMEOUT: u8 = 124;
@@ -33,25 +32,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     let params = collect_params(&action, args.params_file.as_deref(), &args.params)?;
     let env_vars = collect_env(&args.env)?;
 
-    let mut config = RunnerConfig::default();
-    for spec in &args.interpreter {
-        let (runner, program) = spec.split_once('=').ok_or_else(|| {
-            CliError::usage(format!(
-                "--interpreter `{spec}`: expected RUNNER=PROGRAM, e.g. python=/usr/bin/python3"
-            ))
-        })?;
-        config
-            .interpreters
-            .set(runner, program)
-            .map_err(|e| CliError::usage(format!("--interpreter: {e}")))?;
-    }
-    if !(args.kill_grace.is_finite() && args.kill_grace >= 0.0 && args.kill_grace <= 3600.0) {
-        return Err(CliError::usage(
-            "--kill-grace must be between 0 and 3600 seconds",
-        ));
-    }
-    config.kill_grace = Duration::from_secs_f64(args.kill_grace);
-    config.output_limit = args.output_limit;
+    let config = super::server::runner_config(&args.engine)?;
 
     let id = attune_runner::new_execution_id("local");
     let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout)?;

@@ -1,0 +1,611 @@
+//! The REST API (docs/api.md): routes, request parsing, responses.
+
+use crate::auth::{hash_token, new_token, Caller, Role};
+use crate::problem::Problem;
+use crate::worker::SECRETS_AAD;
+use crate::App;
+use attune_core::bundle::Bundle;
+use attune_core::{EnvVars, ExecutionStatus};
+use attune_store::{ExecutionFilter, ExecutionRow, Finish, NewExecution, PackRow};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+type ApiResult = Result<Response, Problem>;
+
+/// All routes.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/actions", get(list_actions))
+        .route("/api/v1/actions/{action_ref}", get(get_action))
+        .route("/api/v1/packs", get(list_packs).post(register_pack))
+        .route(
+            "/api/v1/packs/{pack_ref}",
+            axum::routing::delete(remove_pack),
+        )
+        .route(
+            "/api/v1/executions",
+            get(list_executions).post(create_execution),
+        )
+        .route("/api/v1/executions/{id}", get(get_execution))
+        .route("/api/v1/executions/{id}/output", get(execution_output))
+        .route("/api/v1/executions/{id}/cancel", post(cancel_execution))
+        .route("/api/v1/executions/{id}/rerun", post(rerun_execution))
+        .route("/api/v1/tokens", post(create_token))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// A JSON body parsed as a `Value`: malformed → 400, too large → 413, not JSON → 415.
+/// Parsing into a `Value` first means no error message can quote a parameter value.
+pub struct ApiJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for ApiJson {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let detail = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "request body too large".to_string(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        "expected Content-Type: application/json".to_string()
+                    }
+                    _ => format!("malformed JSON: {}", rejection.body_text()),
+                };
+                // serde_json's data errors can quote input; a Value target has none, but stay safe.
+                let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    status
+                };
+                Err(Problem::new(status, detail))
+            }
+        }
+    }
+}
+
+fn created(v: impl serde::Serialize) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> ApiResult {
+    match app.store.ping().await {
+        Ok(()) => Ok(Json(json!({"status": "ready"})).into_response()),
+        Err(e) => {
+            crate::log::error(&format!("readiness: {e}"));
+            Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable",
+            ))
+        }
+    }
+}
+
+async fn openapi(_caller: Caller) -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+async fn list_actions(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let mut list: Vec<Value> = app.catalog.actions().iter().map(|a| a.summary()).collect();
+    list.sort_by(|a, b| a["ref"].as_str().cmp(&b["ref"].as_str()));
+    Ok(Json(list).into_response())
+}
+
+async fn get_action(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    Path(action_ref): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let action = app
+        .catalog
+        .action(&action_ref)
+        .ok_or_else(|| Problem::not_found(format!("no action `{action_ref}`")))?;
+    Ok(Json(action.summary()).into_response())
+}
+
+fn pack_json(p: &crate::catalog::LoadedPack) -> Value {
+    json!({
+        "ref": p.pack.pack_ref,
+        "version": p.pack.version,
+        "description": p.pack.description,
+        "digest": p.digest,
+        "registered_at": p.registered_at,
+        "actions": p.actions.values().map(|a| a.action_ref.clone()).collect::<Vec<_>>(),
+    })
+}
+
+async fn list_packs(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(
+        app.catalog
+            .packs()
+            .iter()
+            .map(pack_json)
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
+}
+
+async fn register_pack(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult {
+    caller.require(Role::Admin)?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "pack too large")
+        } else {
+            Problem::bad_request(r.body_text())
+        }
+    })?;
+    let loaded = register(&app, &body).await?;
+    Ok(created(pack_json(&loaded)))
+}
+
+async fn remove_pack(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    Path(pack_ref): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Admin)?;
+    if pack_ref == "core" {
+        return Err(Problem::conflict("the bundled core pack cannot be removed"));
+    }
+    if !app.store.delete_pack(&pack_ref).await? {
+        return Err(Problem::not_found(format!("no pack `{pack_ref}`")));
+    }
+    app.catalog.remove(&pack_ref);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn parse_id(id: &str) -> Result<i64, Problem> {
+    id.parse::<i64>()
+        .map_err(|_| Problem::not_found(format!("no execution `{id}`")))
+}
+
+async fn load_execution(app: &App, id: &str) -> Result<ExecutionRow, Problem> {
+    let id = parse_id(id)?;
+    app.store
+        .get_execution(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no execution {id}")))
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    action: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_executions(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| {
+            Problem::invalid(
+                format!("unknown status `{s}`"),
+                vec![format!(
+                    "status must be one of: {}",
+                    ExecutionStatus::ALL.map(ExecutionStatus::as_str).join(", ")
+                )],
+            )
+        })?),
+    };
+    let filter = ExecutionFilter {
+        status,
+        action_ref: q.action,
+        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+    };
+    Ok(Json(app.store.list_executions(&filter).await?).into_response())
+}
+
+async fn get_execution(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(load_execution(&app, &id).await?).into_response())
+}
+
+/// Validates a request and stores the execution (secret values encrypted) before answering.
+pub async fn submit(
+    app: &Arc<App>,
+    requested_by: &str,
+    action_ref: &str,
+    parameters: Map<String, Value>,
+    env_vars: EnvVars,
+    timeout: Option<u64>,
+    rerun_of: Option<i64>,
+) -> Result<ExecutionRow, Problem> {
+    let action = app
+        .catalog
+        .action(action_ref)
+        .ok_or_else(|| Problem::not_found(format!("no action `{action_ref}`")))?;
+    let job = attune_runner::prepare_job(
+        String::new(),
+        action.clone(),
+        parameters,
+        env_vars.clone(),
+        timeout,
+    )
+    .map_err(|e| match e {
+        attune_runner::PrepareError::Invalid { action, violations } => {
+            Problem::invalid(format!("invalid parameters for {action}"), violations.0)
+        }
+        other => Problem::invalid(other.to_string(), vec![other.to_string()]),
+    })?;
+    let secret_names = action.parameters.secret_names();
+    let secrets: Map<String, Value> = job
+        .parameters
+        .iter()
+        .filter(|(k, _)| secret_names.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let sealed = if secrets.is_empty() {
+        None
+    } else {
+        let plain = serde_json::to_vec(&secrets).map_err(Problem::internal)?;
+        Some(
+            app.secrets
+                .seal(&plain, SECRETS_AAD)
+                .map_err(Problem::internal)?,
+        )
+    };
+    let row = app
+        .store
+        .insert_execution(&NewExecution {
+            action_ref: action.action_ref.clone(),
+            parameters: action.parameters.redact(&job.parameters),
+            secrets: sealed,
+            env_vars: env_vars.as_map().clone(),
+            timeout_secs: timeout,
+            requested_by: requested_by.to_string(),
+            rerun_of,
+        })
+        .await?;
+    app.wake.notify_one();
+    Ok(row)
+}
+
+async fn create_execution(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    ApiJson(body): ApiJson,
+) -> ApiResult {
+    caller.require(Role::Operator)?;
+    let Value::Object(mut body) = body else {
+        return Err(Problem::invalid(
+            "the body must be a JSON object",
+            vec!["expected {\"action_ref\": …, \"parameters\": {…}}".into()],
+        ));
+    };
+    let mut errors = Vec::new();
+    for key in body.keys() {
+        if !["action_ref", "parameters", "env_vars", "timeout"].contains(&key.as_str()) {
+            errors.push(format!(
+                "unknown field `{key}`; allowed: action_ref, parameters, env_vars, timeout"
+            ));
+        }
+    }
+    let action_ref = match body.remove("action_ref") {
+        Some(Value::String(s)) => Some(s),
+        _ => {
+            errors.push("`action_ref` is required: a string such as \"core.echo\"".into());
+            None
+        }
+    };
+    let parameters = match body.remove("parameters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            errors.push(format!(
+                "`parameters` must be an object, got {}",
+                attune_core::json_type_name(&other)
+            ));
+            Map::new()
+        }
+    };
+    let env_vars = match EnvVars::from_json(body.get("env_vars").unwrap_or(&Value::Null)) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(e.to_string());
+            EnvVars::default()
+        }
+    };
+    let timeout = match body.get("timeout") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|t| t > 0) => n.as_u64(),
+        Some(_) => {
+            errors.push("`timeout` must be a whole number of seconds, at least 1".into());
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid("invalid execution request", errors));
+    }
+    let action_ref = action_ref.unwrap_or_default();
+    let row = submit(
+        &app,
+        &caller.name,
+        &action_ref,
+        parameters,
+        env_vars,
+        timeout,
+        None,
+    )
+    .await?;
+    Ok(created(row))
+}
+
+async fn cancel_execution(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    use ExecutionStatus::*;
+    caller.require(Role::Operator)?;
+    for _ in 0..3 {
+        let exec = load_execution(&app, &id).await?;
+        let done = match exec.status {
+            Requested | Scheduled => {
+                let f = Finish {
+                    error: Some(format!("canceled by {} before it started", caller.name)),
+                    ..Finish::default()
+                };
+                app.store
+                    .finish(exec.id, &[Requested, Scheduled], Canceled, &f)
+                    .await?
+            }
+            Running => {
+                let moved = app.store.transition(exec.id, Running, Canceling).await?;
+                if moved {
+                    app.cancel_running(exec.id);
+                }
+                moved
+            }
+            Canceling => {
+                app.cancel_running(exec.id);
+                true
+            }
+            s => {
+                return Err(Problem::conflict(format!(
+                    "execution {} already ended: {s}",
+                    exec.id
+                )))
+            }
+        };
+        if done {
+            crate::log::info(&format!(
+                "execution {} cancel requested by {}",
+                exec.id, caller.name
+            ));
+            let row = load_execution(&app, &id).await?;
+            return Ok((StatusCode::ACCEPTED, Json(row)).into_response());
+        }
+    }
+    Err(Problem::conflict(
+        "the execution changed state while being cancelled; try again",
+    ))
+}
+
+async fn rerun_execution(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    caller.require(Role::Operator)?;
+    let exec = load_execution(&app, &id).await?;
+    let params = crate::worker::full_parameters(&app, &exec).map_err(Problem::internal)?;
+    let env = EnvVars::new(exec.env_vars.clone())
+        .map_err(|e| Problem::invalid(e.to_string(), vec![e.to_string()]))?;
+    let row = submit(
+        &app,
+        &caller.name,
+        &exec.action_ref,
+        params,
+        env,
+        exec.timeout_secs,
+        Some(exec.id),
+    )
+    .await?;
+    Ok(created(row))
+}
+
+#[derive(serde::Deserialize)]
+struct OutputQuery {
+    follow: Option<bool>,
+}
+
+fn ndjson_line(v: Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn chunk_line(stream: attune_runner::Stream, data: &[u8]) -> Bytes {
+    let name = match stream {
+        attune_runner::Stream::Stdout => "stdout",
+        attune_runner::Stream::Stderr => "stderr",
+    };
+    ndjson_line(json!({"stream": name, "data": String::from_utf8_lossy(data)}))
+}
+
+fn final_line(e: &ExecutionRow) -> Bytes {
+    ndjson_line(
+        json!({"status": e.status, "exit_code": e.exit_code, "signal": e.signal, "error": e.error}),
+    )
+}
+
+async fn execution_output(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    Query(q): Query<OutputQuery>,
+) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let exec = load_execution(&app, &id).await?;
+    let follow = q.follow.unwrap_or(false);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(stream_output(app.clone(), exec, follow, tx));
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    }));
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// Sends an execution's output: stored if it has ended, live while it runs.
+async fn stream_output(
+    app: Arc<App>,
+    mut exec: ExecutionRow,
+    follow: bool,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
+    let id = exec.id;
+    loop {
+        if exec.status.is_final() {
+            for (stream, text) in [
+                (attune_runner::Stream::Stdout, &exec.stdout),
+                (attune_runner::Stream::Stderr, &exec.stderr),
+            ] {
+                if let Some(t) = text.as_deref().filter(|t| !t.is_empty()) {
+                    if tx.send(chunk_line(stream, t.as_bytes())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(final_line(&exec)).await;
+            return;
+        }
+        if let Some(running) = app.running_get(id) {
+            let mut sent = 0;
+            loop {
+                let notified = running.log.notify.notified();
+                let (chunks, done) = running.log.since(sent);
+                sent += chunks.len();
+                for (stream, data) in chunks {
+                    if tx.send(chunk_line(stream, &data)).await.is_err() {
+                        return;
+                    }
+                }
+                if done || !follow {
+                    break;
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+            // The outcome is written before the log is marked done.
+            match app.store.get_execution(id).await {
+                Ok(Some(e)) if e.status.is_final() => {
+                    let _ = tx.send(final_line(&e)).await;
+                }
+                Ok(Some(e)) => {
+                    let _ = tx.send(final_line(&e)).await;
+                }
+                _ => {}
+            }
+            return;
+        }
+        if !follow {
+            let _ = tx.send(final_line(&exec)).await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        exec = match app.store.get_execution(id).await {
+            Ok(Some(e)) => e,
+            _ => return,
+        };
+    }
+}
+
+async fn create_token(
+    caller: Caller,
+    State(app): State<Arc<App>>,
+    ApiJson(body): ApiJson,
+) -> ApiResult {
+    caller.require(Role::Admin)?;
+    let role = body
+        .get("role")
+        .and_then(Value::as_str)
+        .and_then(Role::parse)
+        .ok_or_else(|| {
+            Problem::invalid(
+                "invalid token request",
+                vec!["`role` must be admin, operator or viewer".into()],
+            )
+        })?;
+    let name = body
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty() && n.len() <= 100)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}-token", role.as_str()));
+    let token = new_token()?;
+    let row = app
+        .store
+        .insert_token(&name, role.as_str(), &hash_token(&token))
+        .await?;
+    crate::log::info(&format!(
+        "token `{name}` ({}) created by {}",
+        role.as_str(),
+        caller.name
+    ));
+    Ok(created(
+        json!({"id": row.id, "name": row.name, "role": row.role, "created_at": row.created_at, "token": token}),
+    ))
+}
+
+/// Decodes, validates and stores a pack bundle, then adds it to the catalog.
+pub async fn register(app: &Arc<App>, bytes: &[u8]) -> Result<crate::catalog::LoadedPack, Problem> {
+    let bundle = Bundle::from_bytes(bytes)
+        .map_err(|e| Problem::invalid("invalid pack", vec![e.to_string()]))?;
+    let digest = bundle.digest();
+    let now = attune_core::execution::rfc3339(std::time::SystemTime::now());
+    let catalog = app.catalog.clone();
+    let (b, d, n) = (bundle.clone(), digest.clone(), now.clone());
+    let loaded = tokio::task::spawn_blocking(move || catalog.load(&b, &d, &n))
+        .await
+        .map_err(Problem::internal)?
+        .map_err(|e| Problem::invalid("invalid pack", vec![e]))?;
+    app.store
+        .put_pack(&PackRow {
+            pack_ref: loaded.pack.pack_ref.clone(),
+            version: loaded.pack.version.clone(),
+            description: loaded.pack.description.clone(),
+            digest,
+            bundle: bytes.to_vec(),
+            registered_at: now,
+        })
+        .await?;
+    app.catalog.insert(loaded.clone());
+    Ok(loaded)
+}

@@ -1,0 +1,302 @@
+//! Attune's server (DESIGN.md §4, §6): the REST API, the scheduler and N embedded workers on
+//! one store. Executions are stored before the API acknowledges them; workers claim them
+//! with a conditional update and run them through the one engine, `attune_runner`.
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod log;
+pub mod openapi;
+pub mod problem;
+pub mod secretbox;
+pub mod worker;
+
+use attune_core::bundle::Bundle;
+use attune_runner::{Runner, RunnerConfig, Workspace};
+use attune_store::Store;
+use catalog::Catalog;
+use secretbox::SecretBox;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use worker::RunningExec;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory: database, key, admin token, pack cache.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Embedded workers.
+    pub workers: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// On SIGTERM, how long running executions may finish before they are cancelled.
+    pub shutdown_grace: Duration,
+    /// The engine's settings.
+    pub runner: RunnerConfig,
+    /// Packs compiled into the binary (the core pack), registered at start.
+    pub bundled: Vec<Bundle>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data dir, key file or admin token could not be prepared.
+    #[error("{0}")]
+    Setup(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] attune_store::StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Shared state of the server.
+#[derive(Debug)]
+pub struct App {
+    /// The store.
+    pub store: Store,
+    /// Registered packs and actions.
+    pub catalog: Arc<Catalog>,
+    /// Encrypts secret parameters at rest.
+    pub secrets: SecretBox,
+    /// The engine.
+    pub runner: Runner,
+    /// Configuration.
+    pub config: ServerConfig,
+    /// Wakes an idle worker when work arrives.
+    pub wake: Notify,
+    /// Wakes everything at shutdown.
+    pub shutdown: Notify,
+    shutting_down: AtomicBool,
+    running: Mutex<HashMap<i64, RunningExec>>,
+}
+
+impl App {
+    /// Whether the server is shutting down (workers stop claiming).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    fn running_insert(&self, id: i64, r: RunningExec) {
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(id, r);
+        }
+    }
+
+    fn running_remove(&self, id: i64) {
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(&id);
+        }
+    }
+
+    fn running_get(&self, id: i64) -> Option<RunningExec> {
+        self.running.lock().ok()?.get(&id).cloned()
+    }
+
+    fn running_count(&self) -> usize {
+        self.running.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Signals the cancel token of a running execution.
+    pub fn cancel_running(&self, id: i64) {
+        if let Some(r) = self.running_get(id) {
+            r.cancel.cancel();
+        }
+    }
+
+    fn cancel_all(&self) {
+        if let Ok(m) = self.running.lock() {
+            for r in m.values() {
+                r.cancel.cancel();
+            }
+        }
+    }
+}
+
+fn setup(msg: impl std::fmt::Display) -> StartError {
+    StartError::Setup(msg.to_string())
+}
+
+/// Writes `contents` to `path` with mode 0600, replacing it atomically.
+fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Runs the server until SIGTERM or SIGINT; returns once shut down.
+pub async fn run(config: ServerConfig) -> Result<(), StartError> {
+    let data = config.data_dir.clone();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data)
+        .map_err(|e| {
+            setup(format!(
+                "cannot create the data dir {}: {e}",
+                data.display()
+            ))
+        })?;
+    attune_runner::make_undumpable();
+    let store = Store::open_sqlite(&data.join("attune.db")).await?;
+    let abandoned = store
+        .abandon_in_flight("the server stopped while this execution was in flight; it was not run again (at-most-once delivery)")
+        .await?;
+    if abandoned > 0 {
+        log::info(&format!(
+            "{abandoned} execution(s) in flight when the server last stopped are now abandoned"
+        ));
+    }
+    let secrets = SecretBox::load_or_create(&data.join("secret.key")).map_err(setup)?;
+    if store.token_count().await? == 0 {
+        let token = auth::new_token().map_err(|p| setup(p.detail))?;
+        store
+            .insert_token("admin", "admin", &auth::hash_token(&token))
+            .await?;
+        let path = data.join("admin.token");
+        write_private(&path, format!("{token}\n").as_bytes())
+            .map_err(|e| setup(format!("cannot write {}: {e}", path.display())))?;
+        log::info(&format!(
+            "first start: an admin token was written to {} (mode 0600)",
+            path.display()
+        ));
+    }
+    // Leftover execution directories of killed runs are swept here.
+    let workspace = Workspace::open(&data, "server").map_err(setup)?;
+    let runner = Runner::new(config.runner.clone(), workspace);
+    let catalog = Arc::new(Catalog::new(data.join("packs")));
+    let app = Arc::new(App {
+        store,
+        catalog,
+        secrets,
+        runner,
+        config: config.clone(),
+        wake: Notify::new(),
+        shutdown: Notify::new(),
+        shutting_down: AtomicBool::new(false),
+        running: Mutex::new(HashMap::new()),
+    });
+    load_packs(&app).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let url = format!("http://{addr}");
+    write_private(
+        &data.join("server.json"),
+        serde_json::json!({"url": url, "pid": std::process::id()})
+            .to_string()
+            .as_bytes(),
+    )
+    .map_err(|e| setup(format!("cannot write server.json: {e}")))?;
+
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..config.workers.max(1) {
+        workers.spawn(worker::worker_loop(app.clone(), format!("embedded-{i}")));
+    }
+    log::info(&format!(
+        "listening on {url} with {} worker(s); data in {}",
+        config.workers.max(1),
+        data.display()
+    ));
+
+    let server =
+        axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(stop_signal());
+    if let Err(e) = server.await {
+        log::error(&format!("server error: {e}"));
+    }
+
+    // Stop claiming; let running executions finish within the grace period; then cancel.
+    log::info(&format!(
+        "shutting down: {} execution(s) running, waiting up to {}s",
+        app.running_count(),
+        config.shutdown_grace.as_secs()
+    ));
+    app.shutting_down.store(true, Ordering::SeqCst);
+    app.shutdown.notify_waiters();
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    while app.running_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if app.running_count() > 0 {
+        log::info("grace period over: cancelling the remaining executions");
+        app.cancel_all();
+    }
+    while workers.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(data.join("server.json"));
+    log::info("stopped");
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Registers the bundled packs (if new or changed) and loads every stored pack.
+async fn load_packs(app: &Arc<App>) -> Result<(), StartError> {
+    let stored = app.store.list_packs().await?;
+    for bundle in &app.config.bundled {
+        let digest = bundle.digest();
+        if !stored.iter().any(|p| p.digest == digest) {
+            api::register(app, &bundle.to_bytes()).await.map_err(|p| {
+                setup(format!(
+                    "bundled pack is invalid: {} {}",
+                    p.detail,
+                    p.errors.join("; ")
+                ))
+            })?;
+        }
+    }
+    for row in app.store.list_packs().await? {
+        let loaded = Bundle::from_bytes(&row.bundle)
+            .map_err(|e| e.to_string())
+            .and_then(|b| app.catalog.load(&b, &row.digest, &row.registered_at));
+        match loaded {
+            Ok(p) => app.catalog.insert(p),
+            Err(e) => log::error(&format!(
+                "pack {} cannot be loaded and is skipped: {e}",
+                row.pack_ref
+            )),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. Each operation carries
+//! `x-attune-role`, the least role that may call it, so tests can check every route.
+
+use serde_json::{json, Value};
+
+fn op(summary: &str, role: &str, ok: &str, extra: Value) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "x-attune-role": role,
+        "security": [{"bearer": []}],
+        "responses": {
+            ok: {"description": "success"},
+            "401": {"$ref": "#/components/responses/Problem"},
+            "403": {"$ref": "#/components/responses/Problem"}
+        }
+    });
+    if let (Some(o), Value::Object(extra)) = (o.as_object_mut(), extra) {
+        o.extend(extra);
+    }
+    o
+}
+
+fn path_param(name: &str) -> Value {
+    json!({"parameters": [{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}]})
+}
+
+/// The document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Attune API", "version": env!("CARGO_PKG_VERSION")},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Problem": {"description": "an error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+            "schemas": {
+                "Problem": {"type": "object", "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                    "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "string"}}}},
+                "ExecutionRequest": {"type": "object", "required": ["action_ref"], "additionalProperties": false, "properties": {
+                    "action_ref": {"type": "string"}, "parameters": {"type": "object"},
+                    "env_vars": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "timeout": {"type": "integer", "minimum": 1}}},
+                "Execution": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "action_ref": {"type": "string"},
+                    "status": {"type": "string", "enum": ["requested", "scheduled", "running", "canceling", "succeeded", "failed", "timeout", "canceled", "abandoned"]},
+                    "parameters": {"type": "object"}, "env_vars": {"type": "object"},
+                    "exit_code": {"type": ["integer", "null"]}, "result": {}, "stdout": {"type": ["string", "null"]},
+                    "stderr": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}}},
+                "TokenRequest": {"type": "object", "required": ["role"], "properties": {
+                    "name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "operator", "viewer"]}}}
+            }
+        },
+        "paths": {
+            "/api/v1/openapi.json": {"get": op("This document", "viewer", "200", json!({}))},
+            "/api/v1/actions": {"get": op("List actions", "viewer", "200", json!({}))},
+            "/api/v1/actions/{action_ref}": {"get": op("Show an action", "viewer", "200", path_param("action_ref"))},
+            "/api/v1/packs": {
+                "get": op("List packs", "viewer", "200", json!({})),
+                "post": op("Register a pack (body: pack bundle)", "admin", "201", json!({"requestBody": {"required": true, "content": {"application/octet-stream": {}}}}))
+            },
+            "/api/v1/packs/{pack_ref}": {"delete": op("Remove a pack", "admin", "204", path_param("pack_ref"))},
+            "/api/v1/executions": {
+                "get": op("List executions", "viewer", "200", json!({"parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string"}},
+                    {"name": "action", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]})),
+                "post": op("Run an action", "operator", "201", json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecutionRequest"}}}}}))
+            },
+            "/api/v1/executions/{id}": {"get": op("Show an execution", "viewer", "200", path_param("id"))},
+            "/api/v1/executions/{id}/output": {"get": op("Stream an execution's output (NDJSON)", "viewer", "200", path_param("id"))},
+            "/api/v1/executions/{id}/cancel": {"post": op("Cancel an execution", "operator", "202", path_param("id"))},
+            "/api/v1/executions/{id}/rerun": {"post": op("Run an execution again", "operator", "201", path_param("id"))},
+            "/api/v1/tokens": {"post": op("Create an API token", "admin", "201", json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}}}}))}
+        }
+    })
+}

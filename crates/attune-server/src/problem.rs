@@ -1,0 +1,86 @@
+//! Errors as `application/problem+json` (RFC 9457): a status, a title, one sentence of
+//! detail, and for validation failures every violation.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// An API error.
+#[derive(Debug)]
+pub struct Problem {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// One sentence a user can act on; never a secret value.
+    pub detail: String,
+    /// Every violation, for 422s.
+    pub errors: Vec<String>,
+}
+
+impl Problem {
+    /// A problem with `status` and `detail`.
+    pub fn new(status: StatusCode, detail: impl std::fmt::Display) -> Problem {
+        Problem {
+            status,
+            detail: detail.to_string(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(detail: impl std::fmt::Display) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl std::fmt::Display) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 409.
+    pub fn conflict(detail: impl std::fmt::Display) -> Problem {
+        Problem::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 422 with a list of violations.
+    pub fn invalid(detail: impl std::fmt::Display, errors: Vec<String>) -> Problem {
+        Problem {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: detail.to_string(),
+            errors,
+        }
+    }
+
+    /// 500/503 for a store failure; the detail is logged, the client gets a summary.
+    pub fn internal(e: impl std::fmt::Display) -> Problem {
+        crate::log::error(&format!("internal error: {e}"));
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; try again",
+        )
+    }
+}
+
+impl From<attune_store::StoreError> for Problem {
+    fn from(e: attune_store::StoreError) -> Self {
+        Problem::internal(e)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = serde_json::json!(self.errors);
+        }
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

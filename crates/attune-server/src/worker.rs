@@ -1,0 +1,215 @@
+//! Embedded workers: each claims the oldest requested execution, runs it through the one
+//! engine (`attune_runner`), streams its output to followers and writes the outcome with a
+//! conditional update.
+
+use crate::App;
+use attune_core::{EnvVars, ExecutionStatus};
+use attune_runner::{CancelToken, OutputSink, Stream};
+use attune_store::{ExecutionRow, Finish};
+use serde_json::{Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The associated data that binds encrypted parameters to their purpose.
+pub const SECRETS_AAD: &[u8] = b"attune/execution/secret-parameters/v1";
+
+/// Output of a running execution, for followers.
+#[derive(Debug, Default)]
+pub struct LiveLog {
+    inner: Mutex<LiveInner>,
+    /// Woken on every new chunk and at the end.
+    pub notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct LiveInner {
+    chunks: Vec<(Stream, Vec<u8>)>,
+    bytes: usize,
+    done: bool,
+}
+
+impl LiveLog {
+    /// Chunks from index `from` on, and whether the log is complete.
+    pub fn since(&self, from: usize) -> (Vec<(Stream, Vec<u8>)>, bool) {
+        match self.inner.lock() {
+            Ok(g) => (
+                g.chunks.get(from..).map(<[_]>::to_vec).unwrap_or_default(),
+                g.done,
+            ),
+            Err(_) => (Vec::new(), true),
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.done = true;
+        }
+        self.notify.notify_waiters();
+    }
+}
+
+/// Feeds a LiveLog, keeping at most `cap` bytes for followers.
+struct LiveSink {
+    log: Arc<LiveLog>,
+    cap: usize,
+}
+
+impl OutputSink for LiveSink {
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        if let Ok(mut g) = self.log.inner.lock() {
+            if g.bytes + data.len() <= self.cap {
+                g.bytes += data.len();
+                g.chunks.push((stream, data.to_vec()));
+            }
+        }
+        self.log.notify.notify_waiters();
+    }
+}
+
+/// What a worker keeps about an execution it is running.
+#[derive(Debug, Clone)]
+pub struct RunningExec {
+    /// Cancels it.
+    pub cancel: CancelToken,
+    /// Its live output.
+    pub log: Arc<LiveLog>,
+}
+
+/// Runs worker `name` until shutdown.
+pub async fn worker_loop(app: Arc<App>, name: String) {
+    loop {
+        if app.is_shutting_down() {
+            return;
+        }
+        let claimed = app.store.claim_next(&name).await;
+        match claimed {
+            Ok(Some(exec)) => run_one(&app, &name, exec).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = app.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = app.shutdown.notified() => {}
+                }
+            }
+            Err(e) => {
+                crate::log::error(&format!("worker {name}: cannot claim work: {e}"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn fail(app: &App, id: i64, from: &[ExecutionStatus], error: String) {
+    let f = Finish {
+        error: Some(error),
+        ..Finish::default()
+    };
+    if let Err(e) = app
+        .store
+        .finish(id, from, ExecutionStatus::Failed, &f)
+        .await
+    {
+        crate::log::error(&format!("execution {id}: cannot record failure: {e}"));
+    }
+}
+
+/// Decrypts the secret parameters and merges them into the redacted ones.
+pub fn full_parameters(app: &App, exec: &ExecutionRow) -> Result<Map<String, Value>, String> {
+    let mut params = exec.parameters.clone();
+    if let Some(sealed) = &exec.secrets {
+        let plain = app
+            .secrets
+            .open(sealed, SECRETS_AAD)
+            .map_err(|e| e.to_string())?;
+        let secrets: Map<String, Value> = serde_json::from_slice(&plain)
+            .map_err(|_| "stored secret parameters are corrupt".to_string())?;
+        params.extend(secrets);
+    }
+    Ok(params)
+}
+
+async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
+    use ExecutionStatus::*;
+    let id = exec.id;
+    let Some(action) = app.catalog.action(&exec.action_ref) else {
+        fail(
+            app,
+            id,
+            &[Scheduled],
+            format!("action {} is no longer registered", exec.action_ref),
+        )
+        .await;
+        return;
+    };
+    let params = match full_parameters(app, &exec) {
+        Ok(p) => p,
+        Err(e) => return fail(app, id, &[Scheduled], e).await,
+    };
+    let env = match EnvVars::new(exec.env_vars.clone()) {
+        Ok(e) => e,
+        Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
+    };
+    let job =
+        match attune_runner::prepare_job(id.to_string(), action, params, env, exec.timeout_secs) {
+            Ok(j) => j,
+            Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
+        };
+    let running = RunningExec {
+        cancel: CancelToken::new(),
+        log: Arc::new(LiveLog::default()),
+    };
+    app.running_insert(id, running.clone());
+    match app.store.transition(id, Scheduled, Running).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // Cancelled between claim and start.
+            app.running_remove(id);
+            return;
+        }
+        Err(e) => {
+            crate::log::error(&format!("execution {id}: cannot start: {e}"));
+            app.running_remove(id);
+            return;
+        }
+    }
+    let mut sink = LiveSink {
+        log: running.log.clone(),
+        cap: 2 * app.runner.config().output_limit,
+    };
+    let outcome = app.runner.run(&job, &mut sink, &running.cancel).await;
+    let (status, finish) = match outcome {
+        Ok(o) => (
+            o.status,
+            Finish {
+                exit_code: o.exit_code(),
+                signal: o.signal(),
+                result: o.result.clone(),
+                stdout: o.stdout.text.clone(),
+                stderr: o.stderr.text.clone(),
+                error: o.error.clone(),
+                started_at: Some(attune_core::execution::rfc3339(o.started_at)),
+            },
+        ),
+        Err(e) => (
+            Failed,
+            Finish {
+                error: Some(e.to_string()),
+                ..Finish::default()
+            },
+        ),
+    };
+    if let Err(e) = app
+        .store
+        .finish(id, &[Running, Canceling], status, &finish)
+        .await
+    {
+        crate::log::error(&format!("execution {id}: cannot record the outcome: {e}"));
+    }
+    crate::log::info(&format!(
+        "execution {id} ({}) {status} on {worker}",
+        exec.action_ref
+    ));
+    running.log.finish();
+    app.running_remove(id);
+}
