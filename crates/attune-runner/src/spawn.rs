@@ -255,7 +255,11 @@ unsafe fn supervise(
             fail(1);
         }
         let me = libc::getpid();
-        let child = libc::fork();
+        // Not glibc's fork(): it takes the malloc locks, which another thread of the worker
+        // may have held when we were forked, and which nobody here will ever release. The
+        // raw system call takes no lock.
+        let child = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0)
+            as libc::pid_t;
         if child < 0 {
             fail(2);
         }

@@ -114,6 +114,33 @@ async fn fail(app: &App, id: i64, from: &[ExecutionStatus], error: String) {
     }
 }
 
+/// Writes an execution's outcome, retrying with backoff while the database refuses: an
+/// execution must never stay `running` after its process has ended.
+async fn record_outcome(app: &App, id: i64, status: ExecutionStatus, finish: &Finish) {
+    use ExecutionStatus::*;
+    let mut delay = Duration::from_millis(50);
+    let mut logged = false;
+    loop {
+        match app
+            .store
+            .finish(id, &[Running, Canceling], status, finish)
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => {
+                if !logged {
+                    crate::log::error(&format!(
+                        "execution {id}: cannot record the outcome yet, retrying: {e}"
+                    ));
+                    logged = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Decrypts the secret parameters and merges them into the redacted ones.
 pub fn full_parameters(app: &App, exec: &ExecutionRow) -> Result<Map<String, Value>, String> {
     let mut params = exec.parameters.clone();
@@ -199,13 +226,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
             },
         ),
     };
-    if let Err(e) = app
-        .store
-        .finish(id, &[Running, Canceling], status, &finish)
-        .await
-    {
-        crate::log::error(&format!("execution {id}: cannot record the outcome: {e}"));
-    }
+    record_outcome(app, id, status, &finish).await;
     crate::log::info(&format!(
         "execution {id} ({}) {status} on {worker}",
         exec.action_ref

@@ -179,7 +179,8 @@ fn now() -> String {
 
 const EXECUTION_COLUMNS: &str = "id, action_ref, status, parameters, secrets, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
 
-/// A query built only from constants of this file (the column list), never from input.
+/// A query built only from constants of this file (column lists, `?` placeholders), never
+/// from input.
 fn sql_with_columns(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }
@@ -408,6 +409,8 @@ impl Store {
     }
 
     /// Writes the final status and outcome if the execution is still in one of `from`.
+    /// One statement: SQLite takes the write lock at once, so concurrent finishes queue on
+    /// the busy timeout instead of deadlocking on a read-to-write upgrade.
     pub async fn finish(
         &self,
         id: i64,
@@ -415,37 +418,29 @@ impl Store {
         to: ExecutionStatus,
         f: &Finish,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM executions WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(current) = current.and_then(|c| ExecutionStatus::parse(&c)) else {
-            return Ok(false);
-        };
-        if !from.contains(&current) {
+        if from.is_empty() {
             return Ok(false);
         }
-        let r = sqlx::query(
+        let placeholders = vec!["?"; from.len()].join(", ");
+        let sql = format!(
             "UPDATE executions SET status = ?, finished_at = ?, started_at = COALESCE(started_at, ?), exit_code = ?,
-             signal = ?, result = ?, stdout = ?, stderr = ?, error = ? WHERE id = ? AND status = ?",
-        )
-        .bind(to.as_str())
-        .bind(now())
-        .bind(&f.started_at)
-        .bind(f.exit_code)
-        .bind(f.signal)
-        .bind(f.result.as_ref().map(Value::to_string))
-        .bind(&f.stdout)
-        .bind(&f.stderr)
-        .bind(&f.error)
-        .bind(id)
-        .bind(current.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(r.rows_affected() == 1)
+             signal = ?, result = ?, stdout = ?, stderr = ?, error = ? WHERE id = ? AND status IN ({placeholders})"
+        );
+        let mut q = sqlx::query(sql_with_columns(sql))
+            .bind(to.as_str())
+            .bind(now())
+            .bind(&f.started_at)
+            .bind(f.exit_code)
+            .bind(f.signal)
+            .bind(f.result.as_ref().map(Value::to_string))
+            .bind(&f.stdout)
+            .bind(&f.stderr)
+            .bind(&f.error)
+            .bind(id);
+        for st in from {
+            q = q.bind(st.as_str());
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
     }
 
     /// Marks every execution that a previous run of this server had scheduled or running

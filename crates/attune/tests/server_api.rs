@@ -1,0 +1,364 @@
+//! The server through its REST API: auth on every route, validation that creates no record,
+//! exactly-once execution under concurrent load, durability across kill -9, graceful
+//! SIGTERM, and secrets encrypted at rest.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+#[test]
+fn every_route_in_the_openapi_document_needs_a_token_and_the_right_role() {
+    let s = TestServer::start(&["--workers", "1"]);
+    let (status, doc) = s.admin("GET", "/api/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    let viewer = s.token_for("viewer");
+    let operator = s.token_for("operator");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 9, "{paths:?}");
+    let mut checked = 0;
+    for (path, ops) in paths {
+        let concrete = path
+            .replace("{id}", "1")
+            .replace("{action_ref}", "core.echo")
+            .replace("{pack_ref}", "nopack");
+        for (method, op) in ops.as_object().unwrap() {
+            let m = method.to_uppercase();
+            let role = op["x-attune-role"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{m} {path} has no x-attune-role"));
+            let body = (m == "POST").then(|| json!({}));
+            let (st, v) = s.call(&m, &concrete, None, body.as_ref());
+            assert_eq!(st, 401, "{m} {path} without a token: {v}");
+            assert_eq!(v["status"], 401, "{m} {path}: not problem+json: {v}");
+            let (st, _) = s.call(&m, &concrete, Some("atn_not-a-real-token"), body.as_ref());
+            assert_eq!(st, 401, "{m} {path} with an unknown token");
+            let (st, v) = s.call(&m, &concrete, Some(&viewer), body.as_ref());
+            if role == "viewer" {
+                assert_ne!(st, 403, "{m} {path} refused a viewer: {v}");
+            } else {
+                assert_eq!(st, 403, "{m} {path} allowed a viewer: {v}");
+            }
+            if role == "admin" {
+                let (st, v) = s.call(&m, &concrete, Some(&operator), body.as_ref());
+                assert_eq!(st, 403, "{m} {path} allowed an operator: {v}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} operations");
+    let (st, _) = s.call("GET", "/healthz", None, None);
+    assert_eq!(st, 200);
+    let (st, _) = s.call("GET", "/readyz", None, None);
+    assert_eq!(st, 200);
+}
+
+fn execution_count(s: &TestServer) -> usize {
+    let (st, v) = s.admin("GET", "/api/v1/executions?limit=1000", None);
+    assert_eq!(st, 200);
+    v.as_array().unwrap().len()
+}
+
+#[test]
+fn bad_requests_get_problem_json_and_create_no_record() {
+    let s = TestServer::start(&["--workers", "1", "--max-body-mib", "1"]);
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.echo", "parameters": {"message": 5, "extra": true}})),
+    );
+    assert_eq!(st, 422, "{v}");
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "every violation listed: {v}");
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.nope"})),
+    );
+    assert_eq!(st, 404, "{v}");
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.noop", "env_vars": {"LD_PRELOAD": "/x.so"}, "timeout": 0, "bogus": 1})),
+    );
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["errors"].as_array().unwrap().len(), 3, "{v}");
+    let (st, v) = http(
+        "POST",
+        &format!("{}/api/v1/executions", s.url),
+        Some(&s.token),
+        Some(("application/json", b"{\"action_ref\": ".to_vec())),
+    );
+    assert_eq!(st, 400, "{v}");
+    let big = json!({"action_ref": "core.echo", "parameters": {"message": "x".repeat(2 << 20)}});
+    let (st, v) = s.admin("POST", "/api/v1/executions", Some(&big));
+    assert_eq!(st, 413, "{v}");
+    assert_eq!(v["status"], 413, "problem+json: {v}");
+    assert_eq!(execution_count(&s), 0, "a bad request created a record");
+    let (st, _) = s.admin("GET", "/api/v1/executions/999", None);
+    assert_eq!(st, 404);
+    let (st, _) = s.admin("GET", "/api/v1/nowhere", None);
+    assert_eq!(st, 404);
+}
+
+/// A pack whose action appends its execution id to the file named by env var MARK.
+fn marker_pack(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("actions")).unwrap();
+    std::fs::write(dir.join("pack.yaml"), "ref: mark\n").unwrap();
+    std::fs::write(
+        dir.join("actions/mark.yaml"),
+        "name: mark\nrunner_type: shell\nentry_point: mark.sh\nparameters:\n  pause: {type: number, default: 0}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("actions/mark.sh"),
+        "#!/bin/bash\nIFS= read -r p\necho \"$ATTUNE_EXECUTION_ID\" >> \"$MARK\"\n[[ $p =~ \\\"pause\\\":([0-9.]+) ]] && sleep \"${BASH_REMATCH[1]}\"\nexit 0\n",
+    )
+    .unwrap();
+}
+
+fn marks(path: &std::path::Path) -> BTreeMap<i64, usize> {
+    let mut m = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        *m.entry(line.trim().parse::<i64>().unwrap()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[test]
+fn five_hundred_executions_from_twenty_clients_each_run_exactly_once() {
+    let s = TestServer::start(&["--workers", "4"]);
+    let tmp = tempfile::tempdir().unwrap();
+    marker_pack(&tmp.path().join("mark"));
+    let (st, v) = s.register(&tmp.path().join("mark"));
+    assert_eq!(st, 201, "{v}");
+    let mark = tmp.path().join("marks.txt");
+    let ids: Vec<i64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..25)
+                        .map(|_| {
+                            let body = json!({"action_ref": "mark.mark", "env_vars": {"MARK": mark.to_str().unwrap()}});
+                            let (st, v) = s.admin("POST", "/api/v1/executions", Some(&body));
+                            assert_eq!(st, 201, "{v}");
+                            v["id"].as_i64().unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(ids.len(), 500);
+    for id in &ids {
+        let v = s.wait_final(*id, 120);
+        assert_eq!(v["status"], "succeeded", "{v}");
+    }
+    let m = marks(&mark);
+    assert_eq!(m.len(), 500, "not every execution ran");
+    assert!(
+        m.values().all(|n| *n == 1),
+        "some ran twice: {:?}",
+        m.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let (_, list) = s.admin(
+        "GET",
+        "/api/v1/executions?status=succeeded&limit=1000",
+        None,
+    );
+    assert_eq!(list.as_array().unwrap().len(), 500);
+}
+
+#[test]
+fn after_kill_9_every_acknowledged_execution_finishes_or_runs_and_none_runs_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    marker_pack(&tmp.path().join("mark"));
+    let mark = tmp.path().join("marks.txt");
+    let s = TestServer::start_in(&data, &["--workers", "2"]);
+    let (st, v) = s.register(&tmp.path().join("mark"));
+    assert_eq!(st, 201, "{v}");
+    let url = s.url.clone();
+    let token = s.token.clone();
+    let acknowledged = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..100 {
+                    let body = json!({"action_ref": "mark.mark", "parameters": {"pause": 0.05}, "env_vars": {"MARK": mark.to_str().unwrap()}});
+                    let sent = try_http(
+                        "POST",
+                        &format!("{url}/api/v1/executions"),
+                        Some(&token),
+                        Some(("application/json", body.to_string().into_bytes())),
+                    );
+                    match sent {
+                        Ok((201, v)) => acknowledged.lock().unwrap().push(v["id"].as_i64().unwrap()),
+                        _ => break, // the server is gone
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        s.signal(9);
+    });
+    drop(s);
+    let acknowledged = acknowledged.into_inner().unwrap();
+    assert!(
+        acknowledged.len() > 10,
+        "too few submissions before the kill: {}",
+        acknowledged.len()
+    );
+    let before_restart = marks(&mark);
+    let s = TestServer::start_in(&data, &["--workers", "2"]);
+    let mut abandoned = 0;
+    for id in &acknowledged {
+        let v = s.wait_final(*id, 120);
+        match v["status"].as_str().unwrap() {
+            "succeeded" => {}
+            "abandoned" => {
+                abandoned += 1;
+            }
+            other => panic!("execution {id} ended {other}: {v}"),
+        }
+    }
+    let m = marks(&mark);
+    assert!(m.values().all(|n| *n == 1), "an execution ran twice: {m:?}");
+    for id in &acknowledged {
+        let ran_before = before_restart.contains_key(id);
+        let v = s.admin("GET", &format!("/api/v1/executions/{id}"), None).1;
+        if v["status"] == "succeeded" {
+            assert!(m.contains_key(id), "{id} succeeded without running");
+        } else {
+            assert!(
+                !m.contains_key(id) || ran_before,
+                "abandoned {id} was run again after restart"
+            );
+        }
+    }
+    assert!(abandoned <= 2, "more abandoned than workers: {abandoned}");
+    assert!(s.log().contains("listening"), "{}", s.log());
+}
+
+#[test]
+fn sigterm_lets_running_work_finish_then_exits_0() {
+    let s = TestServer::start(&["--workers", "2", "--shutdown-grace", "10"]);
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 1}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.admin("GET", &format!("/api/v1/executions/{id}"), None).1["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s.signal(libc::SIGTERM);
+    let mut s = s;
+    let status = s.child.as_mut().unwrap().wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", s.log());
+    let data = s.data.clone();
+    s.child = None;
+    let s2 = TestServer::start_in(&data, &[]);
+    assert_eq!(s2.wait_final(id, 10)["status"], "succeeded");
+}
+
+#[test]
+fn cancel_works_queued_and_running() {
+    let s = TestServer::start(&["--workers", "1", "--kill-grace", "1"]);
+    let (_, running) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 30}})),
+    );
+    let (_, queued) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.noop"})),
+    );
+    let (rid, qid) = (
+        running["id"].as_i64().unwrap(),
+        queued["id"].as_i64().unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.admin("GET", &format!("/api/v1/executions/{rid}"), None).1["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (st, v) = s.admin("POST", &format!("/api/v1/executions/{qid}/cancel"), None);
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["status"], "canceled");
+    let (st, v) = s.admin("POST", &format!("/api/v1/executions/{rid}/cancel"), None);
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(s.wait_final(rid, 10)["status"], "canceled");
+    assert_eq!(s.wait_final(qid, 10)["status"], "canceled");
+    assert!(s.admin("GET", &format!("/api/v1/executions/{qid}"), None).1["started_at"].is_null());
+    let (st, _) = s.admin("POST", &format!("/api/v1/executions/{rid}/cancel"), None);
+    assert_eq!(st, 409);
+}
+
+#[test]
+fn secret_parameters_are_encrypted_at_rest_and_redacted_everywhere() {
+    let s = TestServer::start(&["--workers", "1"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sec");
+    std::fs::create_dir_all(dir.join("actions")).unwrap();
+    std::fs::write(dir.join("pack.yaml"), "ref: sec\n").unwrap();
+    std::fs::write(
+        dir.join("actions/use.yaml"),
+        "name: use\nrunner_type: python\nentry_point: use.py\nparameters:\n  token: {type: string, secret: true, required: true}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("actions/use.py"),
+        "import json, sys, hashlib\nt = json.loads(sys.stdin.readline())['token']\nprint('got', t)\nprint(json.dumps({'sha': hashlib.sha256(t.encode()).hexdigest()}))\n",
+    )
+    .unwrap();
+    assert_eq!(s.register(&dir).0, 201);
+    let secret = format!("sv-{}", rand_suffix());
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "sec.use", "parameters": {"token": secret}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["parameters"]["token"], "********");
+    let id = v["id"].as_i64().unwrap();
+    let done = s.wait_final(id, 20);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["stdout"].as_str().unwrap().lines().next(),
+        Some("got ***")
+    );
+    let (st, rerun) = s.admin("POST", &format!("/api/v1/executions/{id}/rerun"), None);
+    assert_eq!(st, 201, "{rerun}");
+    let again = s.wait_final(rerun["id"].as_i64().unwrap(), 20);
+    assert_eq!(again["result"], done["result"], "rerun got the same secret");
+    let everything = format!(
+        "{v}{done}{rerun}{again}{}",
+        s.admin("GET", "/api/v1/executions", None).1
+    );
+    assert!(!everything.contains(&secret), "secret in an API response");
+    for f in ["attune.db", "attune.db-wal", "attune.db-shm"] {
+        let p = s.data.join(f);
+        if let Ok(bytes) = std::fs::read(&p) {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "secret in {f}"
+            );
+        }
+    }
+    assert!(
+        tree_contains(&s.data, secret.as_bytes()).is_none(),
+        "secret in the data dir"
+    );
+    assert!(!s.log().contains(&secret), "secret in the log");
+}
