@@ -524,14 +524,8 @@ async fn stream_output(
                 }
             }
             // The outcome is written before the log is marked done.
-            match app.store.get_execution(id).await {
-                Ok(Some(e)) if e.status.is_final() => {
-                    let _ = tx.send(final_line(&e)).await;
-                }
-                Ok(Some(e)) => {
-                    let _ = tx.send(final_line(&e)).await;
-                }
-                _ => {}
+            if let Ok(Some(e)) = app.store.get_execution(id).await {
+                let _ = tx.send(final_line(&e)).await;
             }
             return;
         }

@@ -49,19 +49,23 @@ impl Problem {
         }
     }
 
-    /// 500/503 for a store failure; the detail is logged, the client gets a summary.
+    /// 500: something failed that the client cannot fix; the detail is logged only.
     pub fn internal(e: impl std::fmt::Display) -> Problem {
         crate::log::error(&format!("internal error: {e}"));
         Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database is unavailable; try again",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the server log",
         )
     }
 }
 
 impl From<attune_store::StoreError> for Problem {
     fn from(e: attune_store::StoreError) -> Self {
-        Problem::internal(e)
+        crate::log::error(&format!("store: {e}"));
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; try again",
+        )
     }
 }
 

@@ -24,6 +24,14 @@ pub enum Command {
     Run(RunArgs),
     /// Start the server: REST API, scheduler and embedded workers on the data dir's SQLite store.
     Server(ServerArgs),
+    /// Executions on the server: list, inspect, follow, cancel, rerun.
+    Execution(ExecutionArgs),
+    /// Actions registered on the server.
+    Action(ActionArgs),
+    /// Register, list and remove packs on the server.
+    Pack(PackArgs),
+    /// API tokens (admin).
+    Token(TokenArgs),
 }
 
 /// `attune run`.
@@ -64,6 +72,10 @@ pub struct RunArgs {
     /// Output: `table` streams the action's output; `json`/`yaml` print the execution record.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+
+    /// Do not wait: print the new execution's id (or, with -o json|yaml, its record) and exit.
+    #[arg(long, conflicts_with = "local")]
+    pub no_wait: bool,
 
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -116,4 +128,157 @@ pub struct EngineArgs {
     /// Bytes of stdout and of stderr kept in the execution record.
     #[arg(long, value_name = "BYTES", default_value_t = attune_runner::DEFAULT_OUTPUT_LIMIT)]
     pub output_limit: usize,
+}
+
+/// `attune execution`.
+#[derive(Debug, Args)]
+pub struct ExecutionArgs {
+    #[command(subcommand)]
+    pub command: ExecutionCommand,
+
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `attune execution …`.
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCommand {
+    /// List executions, newest first.
+    List {
+        /// Only executions with this status (requested, scheduled, running, canceling,
+        /// succeeded, failed, timeout, canceled, abandoned).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only executions of this action (<pack>.<action>).
+        #[arg(long, value_name = "PACK.ACTION")]
+        action: Option<String>,
+        /// At most this many (the server's default is 50).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
+    },
+    /// Show one execution.
+    Get {
+        /// Execution id.
+        id: String,
+    },
+    /// Print an execution's output (stdout to stdout, stderr to stderr).
+    Logs {
+        /// Execution id.
+        id: String,
+        /// Keep following the output until the execution ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel an execution: it is stopped if running, never started if not yet.
+    Cancel {
+        /// Execution id.
+        id: String,
+    },
+    /// Run an execution again with the same parameters; prints the new execution's id.
+    Rerun {
+        /// Execution id.
+        id: String,
+    },
+}
+
+/// `attune action`.
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    #[command(subcommand)]
+    pub command: ActionCommand,
+
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `attune action …`.
+#[derive(Debug, Subcommand)]
+pub enum ActionCommand {
+    /// List the registered actions.
+    List,
+    /// Show an action: its settings and parameters.
+    Show {
+        /// The action, as <pack>.<action>.
+        #[arg(value_name = "PACK.ACTION")]
+        action: String,
+    },
+}
+
+/// `attune pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    #[command(subcommand)]
+    pub command: PackCommand,
+
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `attune pack …`.
+#[derive(Debug, Subcommand)]
+pub enum PackCommand {
+    /// Register (or update) the pack in a directory on the server (admin).
+    Register {
+        /// The pack directory (with pack.yaml).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// List the registered packs.
+    List,
+    /// Remove a pack and its actions (admin).
+    Remove {
+        /// The pack's ref.
+        #[arg(value_name = "PACK")]
+        pack: String,
+    },
+}
+
+/// `attune token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `attune token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token; it is printed once, and only its hash is stored.
+    Create {
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// A name to recognise it by (default: the server's).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+}
+
+/// Roles of API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenRole {
+    /// Everything: packs, tokens, secrets, and what operators may do.
+    Admin,
+    /// Run, cancel and rerun, and what viewers may do.
+    Operator,
+    /// Read only.
+    Viewer,
+}
+
+impl TokenRole {
+    /// The role's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenRole::Admin => "admin",
+            TokenRole::Operator => "operator",
+            TokenRole::Viewer => "viewer",
+        }
+    }
 }

@@ -12,6 +12,8 @@ pub const EXIT_FAILURE: u8 = 1;
 pub struct CliError {
     code: u8,
     message: String,
+    /// The HTTP status of the server's answer this error stands for, if any.
+    http_status: Option<u16>,
 }
 
 impl CliError {
@@ -20,6 +22,7 @@ impl CliError {
         CliError {
             code: EXIT_USAGE,
             message: message.to_string(),
+            http_status: None,
         }
     }
 
@@ -28,7 +31,31 @@ impl CliError {
         CliError {
             code: EXIT_FAILURE,
             message: message.to_string(),
+            http_status: None,
         }
+    }
+
+    /// The same error, marked as the server's answer with this HTTP status.
+    pub fn with_http_status(mut self, status: u16) -> CliError {
+        self.http_status = Some(status);
+        self
+    }
+
+    /// The HTTP status of the server's answer this error stands for, if any.
+    pub fn http_status(&self) -> Option<u16> {
+        self.http_status
+    }
+
+    /// The exit code as a number.
+    #[cfg(test)]
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    /// The message.
+    #[cfg(test)]
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// Prints the message as one line.

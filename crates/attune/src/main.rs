@@ -2,9 +2,11 @@
 
 mod bundled;
 mod cli;
+mod client;
 mod cmd;
 mod error;
 mod output;
+mod table;
 
 use clap::Parser;
 use std::process::ExitCode;

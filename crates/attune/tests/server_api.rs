@@ -208,7 +208,26 @@ fn after_kill_9_every_acknowledged_execution_finishes_or_runs_and_none_runs_twic
         std::thread::sleep(std::time::Duration::from_millis(700));
         s.signal(9);
     });
+    let dead_pid = s.child.as_ref().unwrap().id();
     drop(s);
+    // The killed server's workspace (execution dirs, parameter files) is still there...
+    let workspaces = |pid: u32| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("attune-"))
+            .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("w-server-{pid}-"))
+            })
+            .collect()
+    };
+    let leftovers = workspaces(dead_pid);
     let acknowledged = acknowledged.into_inner().unwrap();
     assert!(
         acknowledged.len() > 10,
@@ -217,6 +236,17 @@ fn after_kill_9_every_acknowledged_execution_finishes_or_runs_and_none_runs_twic
     );
     let before_restart = marks(&mark);
     let s = TestServer::start_in(&data, &["--workers", "2"]);
+    // ...until the next start sweeps it.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        assert!(
+            !leftovers.is_empty(),
+            "expected the killed server's workspace under /dev/shm"
+        );
+        assert!(
+            workspaces(dead_pid).is_empty(),
+            "the killed server's workspace was not swept"
+        );
+    }
     let mut abandoned = 0;
     for id in &acknowledged {
         let v = s.wait_final(*id, 120);

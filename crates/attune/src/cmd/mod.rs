@@ -1,7 +1,13 @@
 //! One module per command.
 
+pub mod action;
+pub mod execution;
+pub mod pack;
+pub mod params;
 pub mod run;
+pub mod run_remote;
 pub mod server;
+pub mod token;
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -14,6 +20,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Run(args) => run::run(args, &data_dir),
         Command::Server(args) => server::server(args, data_dir),
+        Command::Execution(args) => execution::run(args, &data_dir),
+        Command::Action(args) => action::run(args, &data_dir),
+        Command::Pack(args) => pack::run(args, &data_dir),
+        Command::Token(args) => token::run(args, &data_dir),
     }
 }
 

@@ -1,13 +1,12 @@
 //! `attune run`: run an action and wait for it. With `--local`, through the engine in this
 //! process, with no server.
 
+use super::params::{collect_env, collect_params};
 use crate::cli::RunArgs;
 use crate::error::CliError;
 use crate::output::{print_structured, OutputFormat};
-use attune_core::{Action, EnvVars, ExecutionStatus, Pack};
+use attune_core::{Action, ExecutionStatus, Pack};
 use attune_runner::{CancelToken, OutputSink, Runner, Stream, Workspace};
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,13 +22,15 @@ const EXIT_CANNOT_START: u8 = 127;
 /// Runs `attune run`.
 pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     if !args.local {
-        return Err(CliError::usage(
-            "attune run without --local needs an Attune server, which this build does not include yet; use --local to run the action here",
-        ));
+        return super::run_remote::run(args, data_dir);
     }
     attune_runner::make_undumpable();
     let action = Arc::new(find_action(&args.action, &args.pack_dir, data_dir)?);
-    let params = collect_params(&action, args.params_file.as_deref(), &args.params)?;
+    let params = collect_params(
+        &action.parameters,
+        args.params_file.as_deref(),
+        &args.params,
+    )?;
     let env_vars = collect_env(&args.env)?;
 
     let config = super::server::runner_config(&args.engine)?;
@@ -80,17 +81,25 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
 }
 
 fn exit_code(outcome: &attune_runner::Outcome) -> u8 {
-    match outcome.status {
+    exit_code_for(outcome.status, outcome.exit_code(), outcome.signal())
+}
+
+/// The exit code of `attune run` for how an execution ended, here or on a server: 0 when
+/// it succeeded, 124 on timeout, 130 when canceled, else the action's own exit code
+/// (1 if that was 0), 128 + the signal that killed it, 127 if it could not start, 1 for
+/// anything else (e.g. abandoned).
+pub fn exit_code_for(status: ExecutionStatus, exit_code: Option<i32>, signal: Option<i32>) -> u8 {
+    match status {
         ExecutionStatus::Succeeded => 0,
         ExecutionStatus::Timeout => EXIT_TIMEOUT,
         ExecutionStatus::Canceled => EXIT_CANCELED,
-        _ => match (outcome.exit, outcome.exit_code()) {
-            (None, _) => EXIT_CANNOT_START,
-            (_, Some(0)) => 1,
-            (_, Some(c)) => c.clamp(0, 255) as u8,
-            (Some(attune_runner::ExitStatus::Signaled(s)), _) => (128 + s).clamp(0, 255) as u8,
-            _ => 1,
+        ExecutionStatus::Failed => match (exit_code, signal) {
+            (Some(0), _) => 1,
+            (Some(c), _) => c.clamp(1, 255) as u8,
+            (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
+            (None, None) => EXIT_CANNOT_START,
         },
+        _ => 1,
     }
 }
 
@@ -127,12 +136,8 @@ fn watch_signals(cancel: CancelToken) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-/// Finds `<pack>.<action>` in the given pack directories, then in the bundled packs.
-fn find_action(
-    action_ref: &str,
-    pack_dirs: &[PathBuf],
-    data_dir: &Path,
-) -> Result<Action, CliError> {
+/// Splits `<pack>.<action>`, refusing anything that is not one.
+pub fn check_action_ref(action_ref: &str) -> Result<(&str, &str), CliError> {
     let Some((pack_ref, name)) = action_ref.split_once('.') else {
         return Err(CliError::usage(format!(
             "`{action_ref}` is not an action ref; use <pack>.<action>, e.g. core.echo"
@@ -143,6 +148,16 @@ fn find_action(
             "`{action_ref}` is not a valid action ref: pack and action names are [a-z0-9_]+"
         )));
     }
+    Ok((pack_ref, name))
+}
+
+/// Finds `<pack>.<action>` in the given pack directories, then in the bundled packs.
+fn find_action(
+    action_ref: &str,
+    pack_dirs: &[PathBuf],
+    data_dir: &Path,
+) -> Result<Action, CliError> {
+    let (pack_ref, name) = check_action_ref(action_ref)?;
     let mut seen = Vec::new();
     for dir in pack_dirs {
         let candidates = [dir.to_path_buf(), dir.join(pack_ref)];
@@ -190,72 +205,4 @@ fn find_action(
         "pack `{pack_ref}` not found ({looked}; bundled packs: {})",
         crate::bundled::names().collect::<Vec<_>>().join(", ")
     )))
-}
-
-/// Parameters from `--params-file`, then `key=value` arguments on top.
-fn collect_params(
-    action: &Action,
-    file: Option<&Path>,
-    args: &[String],
-) -> Result<Map<String, Value>, CliError> {
-    let mut params = match file {
-        None => Map::new(),
-        Some(path) => read_params_file(path)?,
-    };
-    for arg in args {
-        if let Some((key, _)) = arg.split_once('=') {
-            if action.parameters.is_secret(key) {
-                return Err(CliError::usage(format!(
-                    "parameter `{key}` is secret: do not put it on the command line, where every user can read it in the process list; pass it with --params-file FILE (or --params-file - on stdin)"
-                )));
-            }
-        }
-    }
-    let from_args =
-        attune_core::params::parse_args(&action.parameters, args).map_err(CliError::usage)?;
-    params.extend(from_args);
-    Ok(params)
-}
-
-fn read_params_file(path: &Path) -> Result<Map<String, Value>, CliError> {
-    let shown = path.display();
-    let text = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .map_err(|e| CliError::usage(format!("--params-file -: cannot read stdin: {e}")))?;
-        s
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("--params-file {shown}: {e}")))?
-    };
-    let is_json = path.extension().is_some_and(|e| e == "json")
-        || (path == Path::new("-") && text.trim_start().starts_with('{'));
-    let value: Value = if is_json {
-        serde_json::from_str(&text)
-            .map_err(|e| CliError::usage(format!("--params-file {shown}: malformed JSON: {e}")))?
-    } else {
-        serde_yaml_ng::from_str(&text)
-            .map_err(|e| CliError::usage(format!("--params-file {shown}: malformed YAML: {e}")))?
-    };
-    match value {
-        Value::Object(m) => Ok(m),
-        Value::Null => Ok(Map::new()),
-        other => Err(CliError::usage(format!(
-            "--params-file {shown}: expected a mapping of parameter names to values, got {}",
-            attune_core::json_type_name(&other)
-        ))),
-    }
-}
-
-fn collect_env(args: &[String]) -> Result<EnvVars, CliError> {
-    let mut vars = BTreeMap::new();
-    for arg in args {
-        let (k, v) = arg
-            .split_once('=')
-            .ok_or_else(|| CliError::usage(format!("--env `{arg}`: expected KEY=VALUE")))?;
-        if vars.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(CliError::usage(format!("--env {k} is given twice")));
-        }
-    }
-    EnvVars::new(vars).map_err(CliError::usage)
 }

@@ -195,3 +195,262 @@ pub fn tree_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
     }
     None
 }
+
+/// A real `attune server` in a temporary data dir on a free port; killed on drop.
+pub struct TestServer {
+    pub child: Option<std::process::Child>,
+    pub data: PathBuf,
+    pub url: String,
+    pub token: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server with `extra` arguments in a fresh data dir.
+    pub fn start(extra: &[&str]) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut s = TestServer::start_in(&data, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on an existing data dir (e.g. to restart one).
+    pub fn start_in(data: &Path, extra: &[&str]) -> TestServer {
+        let _ = std::fs::remove_file(data.join("server.json"));
+        let mut cmd = Command::new(bin());
+        cmd.arg("--data-dir")
+            .arg(data)
+            .arg("server")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        cmd.stderr(std::fs::File::create(data.with_extension("log")).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(data.join("server.json")) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    break v["url"].as_str().unwrap().to_string();
+                }
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "server exited early ({status}): {}",
+                    std::fs::read_to_string(data.with_extension("log")).unwrap_or_default()
+                );
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        TestServer {
+            child: Some(child),
+            data: data.to_path_buf(),
+            url,
+            token,
+            _tmp: None,
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+
+    /// An HTTP request; returns the status and the body parsed as JSON (Null if empty).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        http(
+            method,
+            &format!("{}{path}", self.url),
+            token,
+            body.map(|b| ("application/json", b.to_string().into_bytes())),
+        )
+    }
+
+    /// Same, with the admin token.
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.call(method, path, Some(&self.token), body)
+    }
+
+    /// Creates a token with `role` and returns it.
+    pub fn token_for(&self, role: &str) -> String {
+        let (s, v) = self.admin(
+            "POST",
+            "/api/v1/tokens",
+            Some(&serde_json::json!({"name": role, "role": role})),
+        );
+        assert_eq!(s, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// Registers the pack in `dir`.
+    pub fn register(&self, dir: &Path) -> (u16, serde_json::Value) {
+        let bytes = attune_core::bundle::Bundle::from_dir(dir)
+            .unwrap()
+            .to_bytes();
+        http(
+            "POST",
+            &format!("{}/api/v1/packs", self.url),
+            Some(&self.token),
+            Some(("application/octet-stream", bytes)),
+        )
+    }
+
+    /// Waits until execution `id` has a final status; returns it.
+    pub fn wait_final(&self, id: i64, secs: u64) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let (s, v) = self.admin("GET", &format!("/api/v1/executions/{id}"), None);
+            assert_eq!(s, 200, "{v}");
+            if ["succeeded", "failed", "timeout", "canceled", "abandoned"]
+                .contains(&v["status"].as_str().unwrap())
+            {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "execution {id} not final: {v}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `sig` to the server.
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One HTTP request with ureq; any status is returned, not turned into an error.
+pub fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> (u16, serde_json::Value) {
+    try_http(method, url, token, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// Like [`http`], but a transport failure (server gone) is an error, not a panic.
+pub fn try_http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> Result<(u16, serde_json::Value), ureq::Error> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    if let Some((ct, _)) = &body {
+        req = req.header("Content-Type", *ct);
+    }
+    let req = req.body(body.map(|(_, b)| b).unwrap_or_default()).unwrap();
+    let mut resp = agent.run(req)?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let v = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    Ok((status, v))
+}
+
+/// The `attune` client against a [`TestServer`].
+impl TestServer {
+    /// Starts a server with 2 workers and waits until `GET /healthz` answers.
+    pub fn ready() -> TestServer {
+        let s = TestServer::start(&["--workers", "2"]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(std::time::Duration::from_secs(5)))
+                .build()
+                .into();
+            if let Ok(r) = agent.get(format!("{}/healthz", s.url)).call() {
+                if r.status().as_u16() == 200 {
+                    return s;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no /healthz: {}",
+                s.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// `attune --data-dir <the server's> <args>`: the client finds the server through
+    /// server.json and admin.token. Inherited ATTUNE_* variables are removed; tables are
+    /// 200 columns wide.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--data-dir").arg(&self.data).args(args);
+        for v in [
+            "ATTUNE_URL",
+            "ATTUNE_TOKEN",
+            "ATTUNE_DATA_DIR",
+            "ATTUNE_INTERPRETERS",
+        ] {
+            c.env_remove(v);
+        }
+        c.env("COLUMNS", "200");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a client command and collects its output.
+    pub fn cli_out(&self, args: &[&str]) -> Output {
+        self.cli(args).output().unwrap()
+    }
+
+    /// Runs a client command with `-o json`, expects exit `code`, and parses stdout.
+    pub fn cli_json(&self, args: &[&str], code: i32) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let out = self.cli_out(&a);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: stderr={}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&out)))
+    }
+}
