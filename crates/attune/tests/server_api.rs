@@ -392,3 +392,41 @@ fn secret_parameters_are_encrypted_at_rest_and_redacted_everywhere() {
     );
     assert!(!s.log().contains(&secret), "secret in the log");
 }
+
+#[test]
+fn sigterm_cancels_what_outlasts_the_grace_period() {
+    let mut s = TestServer::start(&[
+        "--workers",
+        "1",
+        "--shutdown-grace",
+        "1",
+        "--kill-grace",
+        "1",
+    ]);
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 60}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.admin("GET", &format!("/api/v1/executions/{id}"), None).1["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let t0 = std::time::Instant::now();
+    s.signal(libc::SIGTERM);
+    let status = s.child.as_mut().unwrap().wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", s.log());
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    s.child = None;
+    let data = s.data.clone();
+    let s2 = TestServer::start_in(&data, &[]);
+    let v = s2.wait_final(id, 10);
+    assert_eq!(v["status"], "canceled", "{v}");
+}
