@@ -118,15 +118,7 @@ impl Client {
 
     /// `GET path` → JSON.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        let r = self
-            .agent
-            .get(self.url(path))
-            .header("Authorization", &self.auth)
-            .header("Accept", "application/json")
-            .config()
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build()
-            .call();
+        let r = self.agent.get(self.url(path)).with(self).call();
         self.json(r)
     }
 
@@ -136,29 +128,13 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, CliError> {
-        let r = self
-            .agent
-            .post(self.url(path))
-            .header("Authorization", &self.auth)
-            .header("Accept", "application/json")
-            .config()
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build()
-            .send_json(body);
+        let r = self.agent.post(self.url(path)).with(self).send_json(body);
         self.json(r)
     }
 
     /// `POST path` with no body → JSON.
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        let r = self
-            .agent
-            .post(self.url(path))
-            .header("Authorization", &self.auth)
-            .header("Accept", "application/json")
-            .config()
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build()
-            .send_empty();
+        let r = self.agent.post(self.url(path)).with(self).send_empty();
         self.json(r)
     }
 
@@ -439,6 +415,21 @@ impl Iterator for NdjsonLines {
                 ))
             }));
         }
+    }
+}
+
+/// Adds what every API request carries: the token and the JSON `Accept`, and the timeout.
+trait WithAuth {
+    fn with(self, client: &Client) -> Self;
+}
+
+impl<B> WithAuth for ureq::RequestBuilder<B> {
+    fn with(self, client: &Client) -> Self {
+        self.header("Authorization", &client.auth)
+            .header("Accept", "application/json")
+            .config()
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .build()
     }
 }
 

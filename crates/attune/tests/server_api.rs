@@ -286,11 +286,7 @@ fn sigterm_lets_running_work_finish_then_exits_0() {
     );
     assert_eq!(st, 201, "{v}");
     let id = v["id"].as_i64().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while s.admin("GET", &format!("/api/v1/executions/{id}"), None).1["status"] != "running" {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    s.wait_status(id, "running");
     s.signal(libc::SIGTERM);
     let mut s = s;
     let status = s.child.as_mut().unwrap().wait().unwrap();
@@ -318,11 +314,7 @@ fn cancel_works_queued_and_running() {
         running["id"].as_i64().unwrap(),
         queued["id"].as_i64().unwrap(),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while s.admin("GET", &format!("/api/v1/executions/{rid}"), None).1["status"] != "running" {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    s.wait_status(rid, "running");
     let (st, v) = s.admin("POST", &format!("/api/v1/executions/{qid}/cancel"), None);
     assert_eq!(st, 202, "{v}");
     assert_eq!(v["status"], "canceled");
@@ -410,11 +402,7 @@ fn sigterm_cancels_what_outlasts_the_grace_period() {
     );
     assert_eq!(st, 201, "{v}");
     let id = v["id"].as_i64().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while s.admin("GET", &format!("/api/v1/executions/{id}"), None).1["status"] != "running" {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    s.wait_status(id, "running");
     let t0 = std::time::Instant::now();
     s.signal(libc::SIGTERM);
     let status = s.child.as_mut().unwrap().wait().unwrap();

@@ -330,6 +330,22 @@ impl TestServer {
         }
     }
 
+    /// Waits until execution `id` has `status`.
+    pub fn wait_status(&self, id: i64, status: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self
+            .admin("GET", &format!("/api/v1/executions/{id}"), None)
+            .1["status"]
+            != status
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "execution {id} never became {status}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Sends `sig` to the server.
     pub fn signal(&self, sig: i32) {
         if let Some(c) = &self.child {
