@@ -229,21 +229,44 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         data.display()
     ));
 
-    let server =
-        axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(stop_signal());
+    // On SIGTERM/SIGINT the drain starts at once, alongside the HTTP server's own graceful
+    // shutdown: clients following an execution's output keep their connection open until it
+    // ends, so executions must finish or be cancelled for the server to stop.
+    let stopping = Arc::new(Notify::new());
+    let drain = {
+        let (app, stopping) = (app.clone(), stopping.clone());
+        tokio::spawn(async move {
+            stop_signal().await;
+            stopping.notify_waiters();
+            drain_executions(&app).await;
+        })
+    };
+    let graceful = {
+        let stopping = stopping.clone();
+        async move { stopping.notified().await }
+    };
+    let server = axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(graceful);
     if let Err(e) = server.await {
         log::error(&format!("server error: {e}"));
     }
+    let _ = drain.await;
+    while workers.join_next().await.is_some() {}
+    let _ = std::fs::remove_file(data.join("server.json"));
+    log::info("stopped");
+    Ok(())
+}
 
-    // Stop claiming; let running executions finish within the grace period; then cancel.
+/// Stops claiming work, lets running executions finish within the grace period, then
+/// cancels the rest and waits until they are recorded.
+async fn drain_executions(app: &App) {
     log::info(&format!(
         "shutting down: {} execution(s) running, waiting up to {}s",
         app.running_count(),
-        config.shutdown_grace.as_secs()
+        app.config.shutdown_grace.as_secs()
     ));
     app.shutting_down.store(true, Ordering::SeqCst);
     app.shutdown.notify_waiters();
-    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + app.config.shutdown_grace;
     while app.running_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -251,10 +274,9 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         log::info("grace period over: cancelling the remaining executions");
         app.cancel_all();
     }
-    while workers.join_next().await.is_some() {}
-    let _ = std::fs::remove_file(data.join("server.json"));
-    log::info("stopped");
-    Ok(())
+    while app.running_count() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn stop_signal() {

@@ -418,3 +418,50 @@ fn sigterm_cancels_what_outlasts_the_grace_period() {
     let v = s2.wait_final(id, 10);
     assert_eq!(v["status"], "canceled", "{v}");
 }
+
+#[test]
+fn sigterm_is_not_held_up_by_a_client_following_output() {
+    let mut s = TestServer::start(&[
+        "--workers",
+        "1",
+        "--shutdown-grace",
+        "1",
+        "--kill-grace",
+        "1",
+    ]);
+    let (_, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 60}})),
+    );
+    let id = v["id"].as_i64().unwrap();
+    s.wait_status(id, "running");
+    let (url, token) = (s.url.clone(), s.token.clone());
+    let follower = std::thread::spawn(move || {
+        try_http(
+            "GET",
+            &format!("{url}/api/v1/executions/{id}/output?follow=true"),
+            Some(&token),
+            None,
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    s.signal(libc::SIGTERM);
+    let status = s.child.as_mut().unwrap().wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", s.log());
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+    s.child = None;
+    let (st, last) = follower.join().unwrap().unwrap();
+    assert_eq!(st, 200);
+    // The follower saw the end: NDJSON whose last line is the final status.
+    let text = last
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| last.to_string());
+    assert!(text.contains("\"status\":\"canceled\""), "{text}");
+}
