@@ -78,11 +78,16 @@ pub struct RunningExec {
 
 /// Runs worker `name` until shutdown.
 pub async fn worker_loop(app: Arc<App>, name: String) {
+    let mut outage = false;
     loop {
         if app.is_shutting_down() {
             return;
         }
         let claimed = app.store.claim_next(&name).await;
+        if outage && claimed.is_ok() {
+            crate::log::info(&format!("worker {name}: the database is back"));
+            outage = false;
+        }
         match claimed {
             Ok(Some(exec)) => run_one(&app, &name, exec).await,
             Ok(None) => {
@@ -93,7 +98,11 @@ pub async fn worker_loop(app: Arc<App>, name: String) {
                 }
             }
             Err(e) => {
-                crate::log::error(&format!("worker {name}: cannot claim work: {e}"));
+                // Once per outage, not once per retry.
+                if !outage {
+                    crate::log::error(&format!("worker {name}: cannot claim work, retrying: {e}"));
+                    outage = true;
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -105,27 +114,22 @@ async fn fail(app: &App, id: i64, from: &[ExecutionStatus], error: String) {
         error: Some(error),
         ..Finish::default()
     };
-    if let Err(e) = app
-        .store
-        .finish(id, from, ExecutionStatus::Failed, &f)
-        .await
-    {
-        crate::log::error(&format!("execution {id}: cannot record failure: {e}"));
-    }
+    record_outcome(app, id, from, ExecutionStatus::Failed, &f).await;
 }
 
 /// Writes an execution's outcome, retrying with backoff while the database refuses: an
 /// execution must never stay `running` after its process has ended.
-async fn record_outcome(app: &App, id: i64, status: ExecutionStatus, finish: &Finish) {
-    use ExecutionStatus::*;
+async fn record_outcome(
+    app: &App,
+    id: i64,
+    from: &[ExecutionStatus],
+    status: ExecutionStatus,
+    finish: &Finish,
+) {
     let mut delay = Duration::from_millis(50);
     let mut logged = false;
     loop {
-        match app
-            .store
-            .finish(id, &[Running, Canceling], status, finish)
-            .await
-        {
+        match app.store.finish(id, from, status, finish).await {
             Ok(_) => return,
             Err(e) => {
                 if !logged {
@@ -226,7 +230,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
             },
         ),
     };
-    record_outcome(app, id, status, &finish).await;
+    record_outcome(app, id, &[Running, Canceling], status, &finish).await;
     crate::log::info(&format!(
         "execution {id} ({}) {status} on {worker}",
         exec.action_ref
