@@ -47,7 +47,12 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// The store.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// The one connection that writes. SQLite allows one writer at a time; with several,
+    /// a blocked writer sleeps in SQLite's busy handler and throughput collapses. Writes
+    /// queue here instead, without sleeping.
     pool: SqlitePool,
+    /// Readers; in WAL mode they never block the writer or each other.
+    read: SqlitePool,
 }
 
 /// A registered pack.
@@ -238,10 +243,14 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(opts)
+            .max_connections(1)
+            .connect_with(opts.clone())
             .await?;
-        let store = Store { pool };
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts.read_only(true))
+            .await?;
+        let store = Store { pool, read };
         store.migrate().await?;
         Ok(store)
     }
@@ -275,7 +284,7 @@ impl Store {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
@@ -302,7 +311,7 @@ impl Store {
     /// All registered packs, with their bundles.
     pub async fn list_packs(&self) -> Result<Vec<PackRow>> {
         let rows = sqlx::query("SELECT ref, version, description, digest, bundle, registered_at FROM packs ORDER BY ref")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| {
@@ -354,7 +363,7 @@ impl Store {
             "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(decode_execution).transpose()
     }
@@ -369,7 +378,7 @@ impl Store {
         .bind(f.status.map(ExecutionStatus::as_str))
         .bind(&f.action_ref)
         .bind(i64::from(f.limit.max(1)))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(decode_execution).collect()
     }
@@ -460,7 +469,7 @@ impl Store {
     /// Number of executions per status.
     pub async fn count_by_status(&self) -> Result<BTreeMap<String, i64>> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM executions GROUP BY status")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
@@ -493,7 +502,7 @@ impl Store {
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
         let row = sqlx::query("SELECT id, name, role, created_at FROM tokens WHERE hash = ?")
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.read)
             .await?;
         row.map(|r| {
             Ok(TokenRow {
@@ -509,7 +518,7 @@ impl Store {
     /// How many tokens exist.
     pub async fn token_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?)
     }
 }
