@@ -278,23 +278,9 @@ fn after_kill_9_every_acknowledged_execution_finishes_or_runs_and_none_runs_twic
 
 #[test]
 fn sigterm_lets_running_work_finish_then_exits_0() {
-    let s = TestServer::start(&["--workers", "2", "--shutdown-grace", "10"]);
-    let (st, v) = s.admin(
-        "POST",
-        "/api/v1/executions",
-        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 1}})),
-    );
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
-    s.wait_status(id, "running");
-    s.signal(libc::SIGTERM);
-    let mut s = s;
-    let status = s.child.as_mut().unwrap().wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{}", s.log());
-    let data = s.data.clone();
-    s.child = None;
-    let s2 = TestServer::start_in(&data, &[]);
-    assert_eq!(s2.wait_final(id, 10)["status"], "succeeded");
+    let (s, id) = server_with_running_sleep(&["--workers", "2", "--shutdown-grace", "10"], 1);
+    let s = sigterm_and_restart(s);
+    assert_eq!(s.wait_final(id, 10)["status"], "succeeded");
 }
 
 #[test]
@@ -387,55 +373,30 @@ fn secret_parameters_are_encrypted_at_rest_and_redacted_everywhere() {
 
 #[test]
 fn sigterm_cancels_what_outlasts_the_grace_period() {
-    let mut s = TestServer::start(&[
+    let grace = [
         "--workers",
         "1",
         "--shutdown-grace",
         "1",
         "--kill-grace",
         "1",
-    ]);
-    let (st, v) = s.admin(
-        "POST",
-        "/api/v1/executions",
-        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 60}})),
-    );
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
-    s.wait_status(id, "running");
-    let t0 = std::time::Instant::now();
-    s.signal(libc::SIGTERM);
-    let status = s.child.as_mut().unwrap().wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{}", s.log());
-    assert!(
-        t0.elapsed() < std::time::Duration::from_secs(10),
-        "took {:?}",
-        t0.elapsed()
-    );
-    s.child = None;
-    let data = s.data.clone();
-    let s2 = TestServer::start_in(&data, &[]);
-    let v = s2.wait_final(id, 10);
-    assert_eq!(v["status"], "canceled", "{v}");
+    ];
+    let (s, id) = server_with_running_sleep(&grace, 60);
+    let s = sigterm_and_restart(s);
+    assert_eq!(s.wait_final(id, 10)["status"], "canceled");
 }
 
 #[test]
 fn sigterm_is_not_held_up_by_a_client_following_output() {
-    let mut s = TestServer::start(&[
+    let grace = [
         "--workers",
         "1",
         "--shutdown-grace",
         "1",
         "--kill-grace",
         "1",
-    ]);
-    let (_, v) = s.admin(
-        "POST",
-        "/api/v1/executions",
-        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 60}})),
-    );
-    let id = v["id"].as_i64().unwrap();
-    s.wait_status(id, "running");
+    ];
+    let (s, id) = server_with_running_sleep(&grace, 60);
     let (url, token) = (s.url.clone(), s.token.clone());
     let follower = std::thread::spawn(move || {
         try_http(
@@ -446,6 +407,33 @@ fn sigterm_is_not_held_up_by_a_client_following_output() {
         )
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
+    let _restarted = sigterm_and_restart(s);
+    let (st, last) = follower.join().unwrap().unwrap();
+    assert_eq!(st, 200);
+    // The follower saw the end: NDJSON whose last line is the final status.
+    let text = last
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| last.to_string());
+    assert!(text.contains("\"status\":\"canceled\""), "{text}");
+}
+
+/// A server with one running `core.sleep`; returns the server and the execution id.
+fn server_with_running_sleep(extra: &[&str], seconds: u32) -> (TestServer, i64) {
+    let s = TestServer::start(extra);
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": seconds}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    s.wait_status(id, "running");
+    (s, id)
+}
+
+/// SIGTERM, then expects exit 0 within 10 s; restarts on the same data dir.
+fn sigterm_and_restart(mut s: TestServer) -> TestServer {
     let t0 = std::time::Instant::now();
     s.signal(libc::SIGTERM);
     let status = s.child.as_mut().unwrap().wait().unwrap();
@@ -456,12 +444,9 @@ fn sigterm_is_not_held_up_by_a_client_following_output() {
         t0.elapsed()
     );
     s.child = None;
-    let (st, last) = follower.join().unwrap().unwrap();
-    assert_eq!(st, 200);
-    // The follower saw the end: NDJSON whose last line is the final status.
-    let text = last
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| last.to_string());
-    assert!(text.contains("\"status\":\"canceled\""), "{text}");
+    let data = s.data.clone();
+    let mut restarted = TestServer::start_in(&data, &[]);
+    // The temporary data dir now belongs to the restarted server.
+    restarted.tmp_dir = s.tmp_dir.take();
+    restarted
 }

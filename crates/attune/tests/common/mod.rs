@@ -202,7 +202,7 @@ pub struct TestServer {
     pub data: PathBuf,
     pub url: String,
     pub token: String,
-    _tmp: Option<tempfile::TempDir>,
+    pub tmp_dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -211,7 +211,7 @@ impl TestServer {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let mut s = TestServer::start_in(&data, extra);
-        s._tmp = Some(tmp);
+        s.tmp_dir = Some(tmp);
         s
     }
 
@@ -252,7 +252,7 @@ impl TestServer {
             data: data.to_path_buf(),
             url,
             token,
-            _tmp: None,
+            tmp_dir: None,
         }
     }
 
