@@ -450,7 +450,7 @@ impl Runner {
 
         let started_at = SystemTime::now();
         let t0 = Instant::now();
-        let mut child = spawn::spawn(&spec).map_err(spawn_err)?;
+        let mut child = spawn::spawn(spec).map_err(spawn_err)?;
         let stdin_doc = (action.delivery == Delivery::Stdin).then_some(&doc[..]);
         let (exit, initiated, stdout, stderr, start_failure) = self
             .supervise(&mut child, job, stdin_doc, sink, cancel)

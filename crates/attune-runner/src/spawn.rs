@@ -2,27 +2,40 @@
 //!
 //! `PR_SET_PDEATHSIG` reaches only a direct child, and fires when the parent *thread* ends,
 //! not the process, so it cannot guard the action's process group in a multi-threaded
-//! worker. Instead the worker forks a small supervisor (no exec: it runs only
-//! async-signal-safe system calls) that:
+//! worker. Instead the worker starts a small supervisor that:
 //!
-//! 1. makes itself a process-group leader and blocks every signal;
-//! 2. forks the action into its group, which resets its signals and execs;
+//! 1. makes itself a process-group leader, with every signal blocked;
+//! 2. starts the action in its group; the action resets its signals and execs;
 //! 3. waits on two things: the action's exit (a pidfd) and the worker's *lifeline*, a pipe
 //!    whose write end only the worker holds. When the worker dies, for any reason including
 //!    `kill -9`, the lifeline hangs up and the supervisor SIGKILLs the whole group, itself
 //!    included;
-//! 4. when the action exits, exits with the same status (re-raising a fatal signal).
+//! 4. when the action exits, records its wait status in the spawn record and exits.
+//!
+//! The supervisor shares the worker's memory (`CLONE_VM`, on a stack of its own) instead of
+//! being a fork: forking a large multi-threaded worker copies its page tables and makes the
+//! worker take a copy-on-write fault on every page it writes while the action runs, which
+//! was most of the cost of a trivial execution. Sharing memory means the supervisor and the
+//! action (started with `CLONE_VM | CLONE_VFORK` until it execs) may only make raw system
+//! calls: no libc function that could touch a lock or the parent thread's `errno`.
 //!
 //! The worker signals the group (`kill(-pgid)`) for timeouts and cancels, and SIGKILLs any
 //! leftover group members after the supervisor exits, before reaping it, so the group id
 //! cannot have been reused.
 
-use std::ffi::CString;
+use std::ffi::{c_void, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::OnceLock;
 
-/// What to execute, prepared in the parent so the forked children never allocate.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!("attune-runner supports Linux on x86_64 and aarch64");
+
+/// What to execute, prepared in the parent so the children never allocate.
 #[derive(Debug)]
 pub struct SpawnSpec {
     /// Absolute path of the program to exec.
@@ -47,7 +60,7 @@ pub enum ExitStatus {
 /// The stage at which starting the action failed, and the OS error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartFailure {
-    /// 1: chdir, 2: fork, 3: exec.
+    /// 1: chdir, 2: starting the action process, 3: exec.
     pub stage: i32,
     /// errno.
     pub errno: i32,
@@ -57,7 +70,7 @@ impl std::fmt::Display for StartFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self.stage {
             1 => "entering the working directory",
-            2 => "forking the action process",
+            2 => "starting the action process",
             _ => "executing the program",
         };
         write!(
@@ -68,8 +81,131 @@ impl std::fmt::Display for StartFailure {
     }
 }
 
+/// Raw Linux system calls: no errno, no locks, nothing thread-local.
+mod sys {
+    /// Returns the kernel's result: a value, or `-errno`.
+    #[inline(always)]
+    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
+        let ret: isize;
+        // SAFETY: the caller passes a valid system call and arguments.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") n as isize => ret,
+                in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+                in("r10") a[3], in("r8") a[4], in("r9") a[5],
+                lateout("rcx") _, lateout("r11") _,
+                options(nostack),
+            );
+        }
+        // SAFETY: as above.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            std::arch::asm!(
+                "svc 0",
+                in("x8") n,
+                inlateout("x0") a[0] as isize => ret,
+                in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    macro_rules! sc {
+        ($n:expr) => { unsafe { $crate::spawn::sys::call($n, [0; 6]) } };
+        ($n:expr, $($a:expr),+) => {{
+            let mut args = [0usize; 6];
+            let vals = [$($a as usize),+];
+            let mut i = 0;
+            while i < vals.len() { args[i] = vals[i]; i += 1; }
+            unsafe { $crate::spawn::sys::call($n, args) }
+        }};
+    }
+    pub(crate) use sc;
+}
+use sys::sc;
+
+/// Everything the supervisor and the action read, at a stable address owned by the
+/// [`Supervised`] handle until the supervisor is reaped.
+#[repr(C)]
+struct ChildArgs {
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    lifeline: RawFd,
+    start: RawFd,
+    program: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    cwd: *const libc::c_char,
+    action_stack_top: *mut c_void,
+    supervisor_pid: libc::pid_t,
+    /// The action's wait status, written by the supervisor before it exits (-1: none).
+    status: AtomicI64,
+}
+
+/// Owns what the children use: the spec, pointer arrays, args and stacks.
+struct ChildMemory {
+    _spec: SpawnSpec,
+    _argv: Vec<*const libc::c_char>,
+    _envp: Vec<*const libc::c_char>,
+    args: Box<ChildArgs>,
+    stacks: [Stack; 2],
+}
+
+// SAFETY: the raw pointers point into `_spec` and the pointer vectors, owned alongside.
+unsafe impl Send for ChildMemory {}
+// SAFETY: after the children exec or exit nothing mutates it but the atomic status.
+unsafe impl Sync for ChildMemory {}
+
+/// An mmap'd stack with a guard page below it.
+struct Stack {
+    base: *mut c_void,
+    len: usize,
+}
+
+impl Stack {
+    fn new(len: usize) -> io::Result<Stack> {
+        const GUARD: usize = 4096;
+        // SAFETY: an anonymous private mapping we own; the guard page is made inaccessible.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len + GUARD,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            libc::mprotect(base, GUARD, libc::PROT_NONE);
+            Ok(Stack {
+                base,
+                len: len + GUARD,
+            })
+        }
+    }
+
+    fn top(&self) -> *mut c_void {
+        // 16-byte aligned: mmap returns page-aligned memory and len is a page multiple.
+        self.base.wrapping_byte_add(self.len)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping once nothing runs on it.
+        unsafe {
+            libc::munmap(self.base, self.len);
+        }
+    }
+}
+
 /// A running, supervised action: the supervisor's pid is the process group id.
-#[derive(Debug)]
 pub struct Supervised {
     pid: libc::pid_t,
     pidfd: Option<OwnedFd>,
@@ -81,7 +217,16 @@ pub struct Supervised {
     pub stderr: Option<OwnedFd>,
     /// Read end of the start-failure pipe: EOF once the action has exec'd.
     pub start_pipe: Option<OwnedFd>,
-    reaped: std::sync::atomic::AtomicBool,
+    reaped: AtomicBool,
+    memory: ChildMemory,
+}
+
+impl std::fmt::Debug for Supervised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervised")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
 }
 
 fn lifeline_read_fd() -> io::Result<RawFd> {
@@ -113,19 +258,14 @@ pub fn make_undumpable() {
 }
 
 fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags; a negative result is an error.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        None
-    } else {
-        // SAFETY: the kernel returned a new descriptor that we now own.
-        Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-    }
+    let fd = sc!(libc::SYS_pidfd_open, pid, 0);
+    // SAFETY: the kernel returned a new descriptor that we now own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Starts `spec` under a supervisor. Returns once the supervisor is forked; whether the
+/// Starts `spec` under a supervisor. Returns once the supervisor exists; whether the
 /// action's exec succeeded is reported through [`Supervised::start_pipe`].
-pub fn spawn(spec: &SpawnSpec) -> io::Result<Supervised> {
+pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
     let lifeline = lifeline_read_fd()?;
     let (stdin_r, stdin_w) = pipe_cloexec()?;
     let (stdout_r, stdout_w) = pipe_cloexec()?;
@@ -144,35 +284,53 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Supervised> {
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let fds = ChildFds {
+    let stacks = [Stack::new(64 * 1024)?, Stack::new(64 * 1024)?];
+    let args = Box::new(ChildArgs {
         stdin: stdin_r.as_raw_fd(),
         stdout: stdout_w.as_raw_fd(),
         stderr: stderr_w.as_raw_fd(),
         lifeline,
         start: start_w.as_raw_fd(),
+        program: spec.program.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        cwd: spec.cwd.as_ptr(),
+        action_stack_top: stacks[1].top(),
+        supervisor_pid: 0,
+        status: AtomicI64::new(-1),
+    });
+    let mut memory = ChildMemory {
+        _spec: spec,
+        _argv: argv,
+        _envp: envp,
+        args,
+        stacks,
     };
+    let arg_ptr: *mut ChildArgs = &mut *memory.args;
 
-    // SAFETY: fork in a possibly multi-threaded process; the child only runs
-    // async-signal-safe system calls on data prepared above, then execs or _exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; see `supervise`.
-        unsafe {
-            supervise(
-                &fds,
-                spec.program.as_ptr(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-                spec.cwd.as_ptr(),
-            )
+    // SAFETY: with every signal blocked in this thread, the supervisor starts with them
+    // blocked and no handler of ours can run in it. It runs `supervisor_main` on its own
+    // stack, reading only `memory`, which outlives it (see `Supervised::drop`).
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            supervisor_main,
+            memory.stacks[0].top(),
+            libc::CLONE_VM | libc::SIGCHLD,
+            arg_ptr.cast(),
+        );
+        let err = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(err);
         }
-    }
+        pid
+    };
     drop((stdin_r, stdout_w, stderr_w, start_w));
-    // Close the race where the supervisor is already gone: pidfd_open then fails with
-    // ESRCH only once it has been reaped, which only we do.
+    // pidfd_open fails with ESRCH only once the supervisor has been reaped, which only we do.
     let pidfd = pidfd_open(pid);
     Ok(Supervised {
         pid,
@@ -181,193 +339,207 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Supervised> {
         stdout: Some(stdout_r),
         stderr: Some(stderr_r),
         start_pipe: Some(start_r),
-        reaped: std::sync::atomic::AtomicBool::new(false),
+        reaped: AtomicBool::new(false),
+        memory,
     })
 }
 
-struct ChildFds {
-    stdin: RawFd,
-    stdout: RawFd,
-    stderr: RawFd,
-    lifeline: RawFd,
-    start: RawFd,
-}
+const FD_LIFELINE: usize = 3;
+const FD_START: usize = 4;
 
-const FD_LIFELINE: RawFd = 3;
-const FD_START: RawFd = 4;
+fn exit(code: i32) -> ! {
+    loop {
+        sc!(libc::SYS_exit_group, code);
+    }
+}
 
 /// Reports a start failure to the worker and exits.
-unsafe fn fail(stage: i32) -> ! {
-    let errno = io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO);
-    let msg: [i32; 2] = [stage, errno];
-    // SAFETY: writing 8 bytes from a local array to our start-failure pipe; then exit
-    // without running any destructors or atexit handlers.
-    unsafe {
-        libc::write(FD_START, msg.as_ptr().cast(), std::mem::size_of_val(&msg));
-        libc::_exit(127)
-    }
+fn fail(stage: i32, neg_errno: isize) -> ! {
+    let msg: [i32; 2] = [stage, (-neg_errno) as i32];
+    sc!(
+        libc::SYS_write,
+        FD_START,
+        msg.as_ptr(),
+        std::mem::size_of_val(&msg)
+    );
+    exit(127)
 }
 
-/// The supervisor: runs in the forked child, never returns.
-unsafe fn supervise(
-    fds: &ChildFds,
-    program: *const libc::c_char,
-    argv: *const *const libc::c_char,
-    envp: *const *const libc::c_char,
-    cwd: *const libc::c_char,
-) -> ! {
-    // SAFETY (whole function): only async-signal-safe system calls on memory prepared
-    // before the fork; every path ends in execve or _exit.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-        libc::setpgid(0, 0);
+/// The supervisor. Shares the worker's memory: raw system calls only.
+extern "C" fn supervisor_main(arg: *mut c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildArgs the worker keeps alive until it reaps us.
+    let a = unsafe { &mut *arg.cast::<ChildArgs>() };
+    sc!(libc::SYS_setpgid, 0, 0);
 
-        // Lifeline and start pipe to fixed numbers (via high numbers, so no clash), then
-        // stdio, then close everything else: other executions' pipes, the lifeline's write
-        // end, the worker's sockets and lock files.
-        let l = libc::fcntl(fds.lifeline, libc::F_DUPFD_CLOEXEC, 16);
-        let s = libc::fcntl(fds.start, libc::F_DUPFD_CLOEXEC, 16);
-        if l < 0 || s < 0 {
-            libc::_exit(127);
+    // Lifeline and start pipe to fixed numbers (via high numbers, so no clash), stdio, then
+    // close everything else in our copy of the descriptor table: other executions' pipes,
+    // the lifeline's write end, the worker's sockets and lock files.
+    let l = sc!(libc::SYS_fcntl, a.lifeline, libc::F_DUPFD_CLOEXEC, 16);
+    let s = sc!(libc::SYS_fcntl, a.start, libc::F_DUPFD_CLOEXEC, 16);
+    if l < 0 || s < 0 {
+        exit(127);
+    }
+    for (from, to) in [(a.stdin, 0), (a.stdout, 1), (a.stderr, 2)] {
+        if sc!(libc::SYS_dup3, from, to, 0) < 0 {
+            exit(127);
         }
-        if libc::dup2(fds.stdin, 0) < 0
-            || libc::dup2(fds.stdout, 1) < 0
-            || libc::dup2(fds.stderr, 2) < 0
-        {
-            libc::_exit(127);
-        }
-        if libc::dup3(l, FD_LIFELINE, libc::O_CLOEXEC) < 0
-            || libc::dup3(s, FD_START, libc::O_CLOEXEC) < 0
-        {
-            libc::_exit(127);
-        }
-        close_from(FD_START + 1);
+    }
+    if sc!(libc::SYS_dup3, l, FD_LIFELINE, libc::O_CLOEXEC) < 0
+        || sc!(libc::SYS_dup3, s, FD_START, libc::O_CLOEXEC) < 0
+    {
+        exit(127);
+    }
+    close_from(FD_START + 1);
 
-        // The worker may already be gone.
-        if lifeline_hung_up(0) {
-            libc::_exit(127);
-        }
-        if libc::chdir(cwd) != 0 {
-            fail(1);
-        }
-        let me = libc::getpid();
-        // Not glibc's fork(): it takes the malloc locks, which another thread of the worker
-        // may have held when we were forked, and which nobody here will ever release. The
-        // raw system call takes no lock.
-        let child = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0, 0, 0, 0)
-            as libc::pid_t;
-        if child < 0 {
-            fail(2);
-        }
-        if child == 0 {
-            // The action: default signal handling, an empty mask, and death with the
-            // supervisor should the supervisor itself be SIGKILLed.
-            for sig in 1..libc::SIGRTMAX() {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != me {
-                libc::_exit(127);
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            libc::execve(program, argv, envp);
-            fail(3);
-        }
-        // Only the action holds the stdio pipes and the start pipe now.
-        libc::close(0);
-        libc::close(1);
-        libc::close(2);
-        libc::close(FD_START);
+    if lifeline_hung_up(0) {
+        exit(127);
+    }
+    let r = sc!(libc::SYS_chdir, a.cwd);
+    if r < 0 {
+        fail(1, r);
+    }
+    a.supervisor_pid = sc!(libc::SYS_getpid) as libc::pid_t;
+    // SAFETY: the action runs on its own stack and shares our memory until it execs
+    // (CLONE_VFORK suspends us meanwhile); it reads only `a`.
+    let child = unsafe {
+        libc::clone(
+            action_main,
+            a.action_stack_top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg,
+        )
+    };
+    if child < 0 {
+        fail(2, -(libc::ENOMEM as isize));
+    }
+    // Only the action holds the stdio pipes and the start pipe now.
+    for fd in [0, 1, 2, FD_START] {
+        sc!(libc::SYS_close, fd);
+    }
 
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, child, 0) as RawFd;
-        let mut status: libc::c_int = 0;
-        loop {
-            let mut pfds = [
-                libc::pollfd {
-                    fd: FD_LIFELINE,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: pidfd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // Without pidfd (Linux < 5.3), poll the child's status every 50 ms.
-            let (n, timeout) = if pidfd >= 0 { (2, -1) } else { (1, 50) };
-            let r = libc::poll(pfds.as_mut_ptr(), n, timeout);
-            if r < 0 && *libc::__errno_location() != libc::EINTR {
-                libc::_exit(127);
-            }
-            if pfds[0].revents != 0 {
-                // The worker is gone: nothing of the group may outlive it.
-                libc::kill(0, libc::SIGKILL);
-                libc::_exit(137);
-            }
-            let done = libc::waitpid(child, &mut status, libc::WNOHANG);
-            if done == child {
-                break;
-            }
-        }
-        if libc::WIFEXITED(status) {
-            libc::_exit(libc::WEXITSTATUS(status));
-        }
-        let sig = libc::WTERMSIG(status);
-        let no_core = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+    let pidfd = sc!(libc::SYS_pidfd_open, child, 0);
+    let mut status: libc::c_int = 0;
+    loop {
+        let mut pfds = [
+            libc::pollfd {
+                fd: FD_LIFELINE as RawFd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd as RawFd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // Without pidfd (Linux < 5.3), poll the action's status every 50 ms.
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
         };
-        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-        libc::signal(sig, libc::SIG_DFL);
-        let mut one: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut one);
-        libc::sigaddset(&mut one, sig);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
-        libc::kill(me, sig);
-        libc::_exit(128 + sig)
+        let (n, ts) = if pidfd >= 0 {
+            (2, std::ptr::null())
+        } else {
+            (1, &timeout as *const _)
+        };
+        sc!(libc::SYS_ppoll, pfds.as_mut_ptr(), n, ts, 0, 8);
+        if pfds[0].revents != 0 {
+            // The worker is gone: nothing of the group may outlive it.
+            sc!(libc::SYS_kill, 0, libc::SIGKILL);
+            exit(137);
+        }
+        let done = sc!(
+            libc::SYS_wait4,
+            child,
+            &mut status as *mut libc::c_int,
+            libc::WNOHANG,
+            0
+        );
+        if done == child as isize {
+            break;
+        }
     }
+    a.status.store(i64::from(status), Ordering::Release);
+    exit(0)
 }
 
-unsafe fn lifeline_hung_up(timeout_ms: libc::c_int) -> bool {
+/// The action, until exec: default signal handling, an empty mask, and death with the
+/// supervisor should the supervisor itself be SIGKILLed.
+extern "C" fn action_main(arg: *mut c_void) -> libc::c_int {
+    // SAFETY: see `supervisor_main`; the supervisor is suspended until we exec or exit.
+    let a = unsafe { &*arg.cast::<ChildArgs>() };
+    let default_action = [0u64; 4];
+    for sig in 1..65usize {
+        if sig != libc::SIGKILL as usize && sig != libc::SIGSTOP as usize {
+            sc!(libc::SYS_rt_sigaction, sig, default_action.as_ptr(), 0, 8);
+        }
+    }
+    sc!(
+        libc::SYS_prctl,
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL,
+        0,
+        0,
+        0
+    );
+    if sc!(libc::SYS_getppid) != a.supervisor_pid as isize {
+        exit(127);
+    }
+    let empty: u64 = 0;
+    sc!(
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_SETMASK,
+        &empty as *const u64,
+        0,
+        8
+    );
+    let r = sc!(libc::SYS_execve, a.program, a.argv, a.envp);
+    fail(3, r)
+}
+
+fn lifeline_hung_up(timeout_ms: i64) -> bool {
     let mut p = libc::pollfd {
-        fd: FD_LIFELINE,
+        fd: FD_LIFELINE as RawFd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: polling one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, timeout_ms) > 0 && p.revents != 0 }
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: timeout_ms * 1_000_000,
+    };
+    sc!(
+        libc::SYS_ppoll,
+        &mut p as *mut libc::pollfd,
+        1,
+        &ts as *const libc::timespec,
+        0,
+        8
+    ) > 0
+        && p.revents != 0
 }
 
-unsafe fn close_from(first: RawFd) {
-    // SAFETY: close_range/close only close descriptors of this (child) process.
-    unsafe {
-        if libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            0,
-        ) == 0
-        {
-            return;
-        }
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur.min(1 << 20) as RawFd
-        } else {
-            4096
-        };
-        for fd in first..max {
-            libc::close(fd);
-        }
+fn close_from(first: usize) {
+    if sc!(libc::SYS_close_range, first, u32::MAX, 0) == 0 {
+        return;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let max = if sc!(
+        libc::SYS_prlimit64,
+        0,
+        libc::RLIMIT_NOFILE,
+        0,
+        &mut lim as *mut libc::rlimit
+    ) == 0
+    {
+        lim.rlim_cur.min(1 << 20) as usize
+    } else {
+        4096
+    };
+    for fd in first..max {
+        sc!(libc::SYS_close, fd);
     }
 }
 
@@ -379,7 +551,7 @@ impl Supervised {
 
     /// Sends `sig` to every process of the action's group. A no-op once reaped.
     pub fn signal_group(&self, sig: libc::c_int) {
-        if !self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self.reaped.load(Ordering::SeqCst) {
             // SAFETY: the supervisor is not reaped, so its pid still names our group.
             unsafe {
                 libc::kill(-self.pid, sig);
@@ -389,7 +561,7 @@ impl Supervised {
 
     /// Waits for the supervisor to exit, kills whatever is left of the group, reaps it.
     pub async fn wait(&self) -> io::Result<ExitStatus> {
-        if self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.reaped.load(Ordering::SeqCst) {
             return Err(io::Error::other("already reaped"));
         }
         match &self.pidfd {
@@ -429,21 +601,29 @@ impl Supervised {
         }
     }
 
-    /// Kills the rest of the group, then reaps the (exited) supervisor.
+    /// Kills the rest of the group, then reaps the (exited) supervisor. The action's status
+    /// is what the supervisor recorded; if the supervisor itself was killed (timeout or
+    /// cancel escalated to SIGKILL), it is the supervisor's.
     fn reap(&self) -> ExitStatus {
         // The supervisor is a zombie, so its pid, our group id, cannot be reused yet.
         self.signal_group(libc::SIGKILL);
         let mut status: libc::c_int = 0;
         loop {
             // SAFETY: waiting for our own child.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) };
             if r == self.pid
                 || (r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
             {
                 break;
             }
         }
-        self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.reaped.store(true, Ordering::SeqCst);
+        let recorded = self.memory.args.status.load(Ordering::Acquire);
+        let status = if recorded >= 0 {
+            recorded as libc::c_int
+        } else {
+            status
+        };
         if libc::WIFEXITED(status) {
             ExitStatus::Exited(libc::WEXITSTATUS(status))
         } else {
@@ -454,9 +634,10 @@ impl Supervised {
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        if !self.reaped.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self.reaped.load(Ordering::SeqCst) {
             self.signal_group(libc::SIGKILL);
             self.reap();
         }
+        // Only now may the children's memory (stacks, args) go away.
     }
 }
