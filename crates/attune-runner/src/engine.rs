@@ -169,15 +169,14 @@ pub enum PrepareError {
     ZeroTimeout,
 }
 
-/// Validates parameters (defaults applied) and the timeout, and builds the masker for the
-/// secret values this execution receives.
-pub fn prepare_job(
-    execution_id: String,
-    action: Arc<Action>,
+/// Checks that `action` may run with these parameters and timeout: defaults applied, the
+/// schema satisfied, the timeout no longer than the action's. Returns the parameters as
+/// they will be delivered and the effective timeout.
+pub fn validate_request(
+    action: &Action,
     parameters: Map<String, Value>,
-    env_vars: EnvVars,
     timeout: Option<u64>,
-) -> Result<Job, PrepareError> {
+) -> Result<(Map<String, Value>, Duration), PrepareError> {
     if !action.enabled {
         return Err(PrepareError::Disabled(action.action_ref.clone()));
     }
@@ -199,6 +198,19 @@ pub fn prepare_job(
             action: action.action_ref.clone(),
             violations,
         })?;
+    Ok((parameters, Duration::from_secs(timeout)))
+}
+
+/// Validates the request (see [`validate_request`]) and builds the job, with the masker for
+/// the secret values this execution receives.
+pub fn prepare_job(
+    execution_id: String,
+    action: Arc<Action>,
+    parameters: Map<String, Value>,
+    env_vars: EnvVars,
+    timeout: Option<u64>,
+) -> Result<Job, PrepareError> {
+    let (parameters, timeout) = validate_request(&action, parameters, timeout)?;
     let secrets = secret_values(&action, &parameters);
     let masker = Arc::new(Masker::new(secrets.iter().map(String::as_str)));
     Ok(Job {
@@ -206,7 +218,7 @@ pub fn prepare_job(
         action,
         parameters,
         env_vars,
-        timeout: Duration::from_secs(timeout),
+        timeout,
         masker,
     })
 }

@@ -247,22 +247,15 @@ pub async fn submit(
         .catalog
         .action(action_ref)
         .ok_or_else(|| Problem::not_found(format!("no action `{action_ref}`")))?;
-    let job = attune_runner::prepare_job(
-        String::new(),
-        action.clone(),
-        parameters,
-        env_vars.clone(),
-        timeout,
-    )
-    .map_err(|e| match e {
-        attune_runner::PrepareError::Invalid { action, violations } => {
-            Problem::invalid(format!("invalid parameters for {action}"), violations.0)
-        }
-        other => Problem::invalid(other.to_string(), vec![other.to_string()]),
-    })?;
+    let (parameters, _) =
+        attune_runner::validate_request(&action, parameters, timeout).map_err(|e| match e {
+            attune_runner::PrepareError::Invalid { action, violations } => {
+                Problem::invalid(format!("invalid parameters for {action}"), violations.0)
+            }
+            other => Problem::invalid(other.to_string(), vec![other.to_string()]),
+        })?;
     let secret_names = action.parameters.secret_names();
-    let secrets: Map<String, Value> = job
-        .parameters
+    let secrets: Map<String, Value> = parameters
         .iter()
         .filter(|(k, _)| secret_names.contains(k))
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -281,7 +274,7 @@ pub async fn submit(
         .store
         .insert_execution(&NewExecution {
             action_ref: action.action_ref.clone(),
-            parameters: action.parameters.redact(&job.parameters),
+            parameters: action.parameters.redact(&parameters),
             secrets: sealed,
             env_vars: env_vars.as_map().clone(),
             timeout_secs: timeout,
