@@ -182,41 +182,133 @@ impl Bundle {
     }
 
     /// Writes the files under `dir` (which must not exist yet), via a temporary directory
-    /// and a rename, so a half-written pack is never seen.
+    /// and a rename, so a half-written pack is never seen. The copy is read-only: files
+    /// 0400 (0500 if executable), directories 0500, whatever the umask.
     pub fn unpack_to(&self, dir: &Path) -> Result<(), BundleError> {
         use std::os::unix::fs::PermissionsExt;
+        static UNIQUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let parent = dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io(parent))?;
+        // Unique per call: concurrent registrations of one bundle must not share it.
         let tmp = parent.join(format!(
-            ".unpack-{}-{}",
+            ".unpack-{}-{}-{}",
             std::process::id(),
+            UNIQUE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             dir.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         ));
-        let _ = std::fs::remove_dir_all(&tmp);
-        for f in &self.files {
-            check_path(&f.path)?;
-            let path = tmp.join(&f.path);
-            if let Some(p) = path.parent() {
-                std::fs::create_dir_all(p).map_err(io(p))?;
+        let written = (|| {
+            let mut dirs = vec![tmp.clone()];
+            std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+            for f in &self.files {
+                check_path(&f.path)?;
+                let path = tmp.join(&f.path);
+                if let Some(p) = path.parent() {
+                    std::fs::create_dir_all(p).map_err(io(p))?;
+                    let mut d = p.to_path_buf();
+                    while d != tmp && !dirs.contains(&d) {
+                        dirs.push(d.clone());
+                        d = d.parent().map(Path::to_path_buf).unwrap_or_default();
+                    }
+                }
+                std::fs::write(&path, &f.data).map_err(io(&path))?;
+                let mode = if f.mode & 0o100 != 0 { 0o500 } else { 0o400 };
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(io(&path))?;
             }
-            std::fs::write(&path, &f.data).map_err(io(&path))?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode & 0o755))
-                .map_err(io(&path))?;
+            for d in &dirs {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o500))
+                    .map_err(io(d))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            remove_read_only_tree(&tmp);
+            return Err(e);
         }
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         match std::fs::rename(&tmp, dir) {
             Ok(()) => Ok(()),
             Err(_) if dir.join("pack.yaml").is_file() => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                remove_read_only_tree(&tmp);
                 Ok(())
             }
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
+                remove_read_only_tree(&tmp);
                 Err(io(dir)(e))
             }
         }
+    }
+
+    /// Whether the files under `dir` are exactly this bundle's (paths and contents; nothing
+    /// more, nothing less). Returns the first difference.
+    pub fn differs_from_dir(&self, dir: &Path) -> Option<String> {
+        let mut found = std::collections::BTreeMap::new();
+        if let Err(e) = collect_files(dir, dir, &mut found) {
+            return Some(e);
+        }
+        for f in &self.files {
+            match found.remove(&f.path) {
+                None => return Some(format!("{} is missing", f.path)),
+                Some(data) if data != f.data => return Some(format!("{} was changed", f.path)),
+                Some(_) => {}
+            }
+        }
+        found
+            .into_keys()
+            .next()
+            .map(|extra| format!("{extra} was added"))
+    }
+}
+
+/// Regular files under `dir`, by path relative to `root`; anything else is an error.
+fn collect_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<(), String> {
+    let rel = |p: &Path| {
+        p.strip_prefix(root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{} cannot be read: {e}", rel(dir)))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{} cannot be read: {e}", rel(dir)))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| format!("{} cannot be read: {e}", rel(&path)))?;
+        if meta.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if meta.is_file() {
+            let data =
+                std::fs::read(&path).map_err(|e| format!("{} cannot be read: {e}", rel(&path)))?;
+            out.insert(rel(&path), data);
+        } else {
+            return Err(format!("{} is not a regular file", rel(&path)));
+        }
+    }
+    Ok(())
+}
+
+/// Removes a tree whose directories may be read-only (as unpacked packs are).
+pub fn remove_read_only_tree(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fn writable(dir: &Path) {
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    writable(&e.path());
+                }
+            }
+        }
+    }
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        writable(dir);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

@@ -70,6 +70,48 @@ const DENIED_PREFIXES: &[(&str, &str)] = &[
     ),
 ];
 
+/// What the platform sets itself; a request may not replace it.
+const PLATFORM_NAMES: &[(&str, &str)] = &[
+    (
+        "PATH",
+        "Attune sets PATH itself; replacing it would choose which programs the action runs",
+    ),
+    (
+        "HOME",
+        "Attune sets HOME itself; programs read their configuration from it",
+    ),
+    ("LANG", "Attune sets LANG itself"),
+    (
+        "TMPDIR",
+        "Attune sets TMPDIR to the execution's own private directory",
+    ),
+];
+
+/// Variables that would send the action's traffic, or its trust, somewhere the caller
+/// chooses: an operator who may run an action must not be able to redirect its secrets.
+const TRAFFIC_NAMES: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "SSLKEYLOGFILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "CURL_HOME",
+    "WGETRC",
+    "NODE_EXTRA_CA_CERTS",
+    "NODE_TLS_REJECT_UNAUTHORIZED",
+    "PYTHONHTTPSVERIFY",
+    "GIT_PROXY_COMMAND",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_ASKPASS",
+];
+
+/// Prefixes of the same kind: git's TLS settings and config given by environment.
+const TRAFFIC_PREFIXES: &[&str] = &["GIT_SSL_", "GIT_CONFIG"];
+
+const TRAFFIC_WHY: &str =
+    "it would redirect the action's network traffic or what it trusts, and with it the action's secrets";
+
 /// Why `env_vars` were refused. Messages name variables, never values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvVarError {
@@ -174,6 +216,16 @@ fn check_name(name: &str) -> Result<(), EnvVarError> {
             return Err(EnvVarError::Denied(name.to_string(), (*why).to_string()));
         }
     }
+    if let Some((_, why)) = PLATFORM_NAMES.iter().find(|(n, _)| *n == name) {
+        return Err(EnvVarError::Denied(name.to_string(), (*why).to_string()));
+    }
+    // Proxies in any case: curl reads http_proxy, others HTTPS_PROXY, ALL_PROXY, no_proxy...
+    let redirects = name.to_ascii_lowercase().ends_with("_proxy")
+        || TRAFFIC_NAMES.contains(&name)
+        || TRAFFIC_PREFIXES.iter().any(|p| name.starts_with(p));
+    if redirects {
+        return Err(EnvVarError::Denied(name.to_string(), TRAFFIC_WHY.into()));
+    }
     if DENIED_NAMES.contains(&name) {
         return Err(EnvVarError::Denied(
             name.to_string(),
@@ -215,6 +267,55 @@ mod tests {
                 EnvVarError::BadName(name.into())
             );
         }
+    }
+
+    #[test]
+    fn refuses_what_the_platform_sets_and_what_redirects_traffic_or_trust() {
+        let cases = [
+            ("PATH", "Attune sets PATH itself"),
+            ("HOME", "Attune sets HOME itself"),
+            ("LANG", "Attune sets LANG itself"),
+            ("TMPDIR", "Attune sets TMPDIR"),
+            ("http_proxy", "redirect the action's network traffic"),
+            ("HTTP_PROXY", "redirect"),
+            ("https_proxy", "redirect"),
+            ("HTTPS_PROXY", "redirect"),
+            ("Https_Proxy", "redirect"),
+            ("ALL_PROXY", "redirect"),
+            ("all_proxy", "redirect"),
+            ("no_proxy", "redirect"),
+            ("NO_PROXY", "redirect"),
+            ("ftp_proxy", "redirect"),
+            ("SSL_CERT_FILE", "what it trusts"),
+            ("SSL_CERT_DIR", "what it trusts"),
+            ("REQUESTS_CA_BUNDLE", "what it trusts"),
+            ("CURL_CA_BUNDLE", "what it trusts"),
+            ("NODE_EXTRA_CA_CERTS", "what it trusts"),
+            ("GIT_SSL_CAINFO", "what it trusts"),
+            ("GIT_SSL_NO_VERIFY", "what it trusts"),
+            ("SSLKEYLOGFILE", "what it trusts"),
+            ("NODE_TLS_REJECT_UNAUTHORIZED", "what it trusts"),
+            ("GIT_CONFIG_COUNT", "what it trusts"),
+        ];
+        for (name, why) in cases {
+            let err = EnvVars::from_json(&json!({ name: "http://evil.example:3128" })).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(err, EnvVarError::Denied(..)),
+                "{name} must be refused: {text}"
+            );
+            assert!(
+                text.starts_with(&format!("env var `{name}` is not allowed: ")),
+                "{text}"
+            );
+            assert!(text.contains(why), "{name}: {text}");
+            assert!(!text.contains("evil"), "the value leaked: {text}");
+        }
+        // Near misses are ordinary variables.
+        let ok = EnvVars::from_json(
+            &json!({"PATHS": "a", "MY_HOME_DIR": "b", "PROXY_MODE": "c", "path": "d"}),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -140,16 +140,18 @@ const SHELL_VARIABLES: &[&str] = &[
     "PROMPT_COMMAND",
 ];
 
+/// Whether a dotenv key would replace a variable the sourcing shell relies on.
+pub fn is_shell_variable(key: &str) -> bool {
+    SHELL_VARIABLES.contains(&key) || key.starts_with("LD_") || key.starts_with("BASH_")
+}
+
 /// Checks that the given parameter names map to distinct dotenv keys, none of them a
 /// variable the shell relies on.
 pub fn check_dotenv_keys<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), FormatError> {
     let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for name in names {
         let key = dotenv_key(name)?;
-        if SHELL_VARIABLES.contains(&key.as_str())
-            || key.starts_with("LD_")
-            || key.starts_with("BASH_")
-        {
+        if is_shell_variable(&key) {
             return Err(FormatError::ShellVariable(name.to_string(), key));
         }
         if let Some(prev) = seen.insert(key.clone(), name) {

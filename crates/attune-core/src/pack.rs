@@ -105,9 +105,124 @@ pub(crate) fn read_yaml(file: &Path) -> Result<Value, PackError> {
     parse_yaml(file, &text)
 }
 
+/// How deeply metadata may nest (flow collections `[`/`{`), checked before parsing: the
+/// parser takes quadratic time on deep flow nesting.
+pub const MAX_YAML_DEPTH: usize = 64;
+
 pub(crate) fn parse_yaml(file: &Path, text: &str) -> Result<Value, PackError> {
-    serde_yaml_ng::from_str::<Value>(text)
+    if flow_depth(text) > MAX_YAML_DEPTH {
+        return Err(PackError::invalid(
+            file,
+            format!("malformed YAML: nested more than {MAX_YAML_DEPTH} levels deep"),
+        ));
+    }
+    serde_yaml_ng::from_str::<StrictValue>(text)
+        .map(|v| v.0)
         .map_err(|e| PackError::invalid(file, format!("malformed YAML: {e}")))
+}
+
+/// The deepest nesting of `[` and `{` outside quoted strings and comments.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut prev = b'\n';
+    let mut comment = false;
+    for &b in text.as_bytes() {
+        if comment {
+            comment = b != b'\n';
+        } else if let Some(q) = quote {
+            if b == q {
+                quote = None;
+            }
+        } else {
+            match b {
+                b'#' if prev == b' ' || prev == b'\n' || prev == b'\t' => comment = true,
+                b'\'' | b'"'
+                    if matches!(prev, b' ' | b'\n' | b'\t' | b'[' | b'{' | b',' | b':') =>
+                {
+                    quote = Some(b)
+                }
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = b;
+    }
+    max
+}
+
+/// A JSON value read from YAML that refuses duplicate mapping keys (serde_json's own
+/// `Value` keeps the last one silently).
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(StrictValue(k)) = map.next_key()? {
+            let key = match k {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let StrictValue(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 pub(crate) fn opt_string(

@@ -7,7 +7,9 @@
 //! consumer process, so the suite stays fast. A failure prints the failing cases' inputs and
 //! the seed; `ATTUNE_FORMAT_SEED=<seed>` replays a run.
 
-use attune_core::format::{check_dotenv_keys, dotenv_key, serialize, to_yaml, Format, FormatError};
+use attune_core::format::{
+    check_dotenv_keys, dotenv_key, is_shell_variable, serialize, to_yaml, Format, FormatError,
+};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -227,10 +229,7 @@ fn is_sh_reserved(key: &str) -> bool {
         || key.starts_with("LC_")
         || key.starts_with("BASH")
         // Keys the serialiser refuses on purpose (tested in its unit tests).
-        || matches!(
-            attune_core::format::check_dotenv_keys([key]),
-            Err(attune_core::format::FormatError::ShellVariable(..))
-        )
+        || is_shell_variable(key)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -994,11 +993,19 @@ proptest! {
         let mut keys: Vec<String> = unique.iter().map(|n| reference_key(n)).collect();
         keys.sort();
         let clash = keys.windows(2).any(|w| w[0] == w[1]);
+        let shell = keys.iter().any(|k| is_shell_variable(k));
         let result = check_dotenv_keys(unique.iter().map(|n| n.as_str()));
         if unique.iter().any(|n| n.is_empty()) {
             prop_assert!(result.is_err());
+        } else if clash && shell {
+            prop_assert!(
+                matches!(result, Err(FormatError::KeyCollision(..) | FormatError::ShellVariable(..))),
+                "{:?}", result
+            );
         } else if clash {
             prop_assert!(matches!(result, Err(FormatError::KeyCollision(..))), "{:?}", result);
+        } else if shell {
+            prop_assert!(matches!(&result, Err(FormatError::ShellVariable(_, k)) if is_shell_variable(k)), "{:?}", result);
         } else {
             prop_assert_eq!(result, Ok(()));
         }

@@ -5,6 +5,7 @@
 
 pub mod cancel;
 pub mod capture;
+pub mod datadir;
 mod engine;
 pub mod spawn;
 pub mod workdir;

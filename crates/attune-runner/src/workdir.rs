@@ -18,6 +18,30 @@ use std::path::{Path, PathBuf};
 pub struct Workspace {
     dir: PathBuf,
     _lock: fs::File,
+    notes: Vec<String>,
+}
+
+/// The kind of file system `path` is on: memory or disk.
+fn fs_kind(path: &Path) -> &'static str {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return "unknown file system";
+    };
+    // SAFETY: statfs writes into the zeroed struct we pass; `c` is a valid C string.
+    let kind = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut st) != 0 {
+            return "unknown file system";
+        }
+        st.f_type
+    };
+    const TMPFS: libc::c_long = 0x0102_1994;
+    const RAMFS: libc::c_long = 0x8584_58f6_u32 as libc::c_long;
+    match kind as libc::c_long {
+        TMPFS => "tmpfs, in memory",
+        RAMFS => "ramfs, in memory",
+        _ => "on disk: no memory file system was available",
+    }
 }
 
 /// Why a workspace could not be set up.
@@ -102,23 +126,69 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// Takes an exclusive, non-blocking flock on `file`; true if we got it.
-fn try_lock(file: &fs::File) -> bool {
+pub fn try_lock(file: &fs::File) -> bool {
     // SAFETY: flock on a descriptor we own.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 impl Workspace {
     /// Opens a fresh workspace for this process under the first usable runtime root,
-    /// sweeping the leftovers of dead workers there first.
+    /// sweeping the leftovers of dead workers there first. A memory root that is not ours
+    /// and private (squatted by another user, or loosened) is never used and never
+    /// silently replaced by the disk: a fresh root with an unpredictable name beside it is
+    /// used instead, and [`Workspace::notes`] says so. The data dir is used only where no
+    /// memory file system exists.
     pub fn open(data_dir: &Path, tag: &str) -> Result<Workspace, WorkspaceError> {
         let mut last_err = None;
+        let mut notes = Vec::new();
         for root in runtime_roots(data_dir) {
             match Workspace::open_in(&root, tag) {
-                Ok(ws) => return Ok(ws),
+                Ok(mut ws) => {
+                    ws.notes = notes;
+                    return Ok(ws);
+                }
+                Err(WorkspaceError::Unsafe(bad)) if !root.starts_with(data_dir) => {
+                    let name = root
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let fresh = root.with_file_name(format!("{name}-{}", random_hex(8)));
+                    // mkdir fails if the name exists: nobody can have prepared it for us.
+                    let made = fs::DirBuilder::new().mode(0o700).create(&fresh);
+                    match made
+                        .map_err(io_err(&fresh))
+                        .and_then(|()| Workspace::open_in(&fresh, tag))
+                    {
+                        Ok(mut ws) => {
+                            notes.push(format!(
+                                "{} is not a directory owned by this user with mode 0700 (squatted or loosened?); using {} instead",
+                                bad.display(),
+                                fresh.display()
+                            ));
+                            ws.notes = notes;
+                            return Ok(ws);
+                        }
+                        Err(e) => last_err = Some(e),
+                    }
+                }
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or(WorkspaceError::Unsafe(data_dir.to_path_buf())))
+    }
+
+    /// What happened while choosing the runtime root, for the log.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Where parameter files live and on which file system, for the log.
+    pub fn describe(&self) -> String {
+        format!(
+            "parameter files live in {} ({})",
+            self.dir.display(),
+            fs_kind(&self.dir)
+        )
     }
 
     /// Opens a fresh workspace under `root`.
@@ -144,7 +214,11 @@ impl Workspace {
         }
         let dir = root.join(&name);
         fs::rename(&staging, &dir).map_err(io_err(&dir))?;
-        Ok(Workspace { dir, _lock: lock })
+        Ok(Workspace {
+            dir,
+            _lock: lock,
+            notes: Vec::new(),
+        })
     }
 
     /// This worker's directory.

@@ -43,7 +43,41 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/tokens", post(create_token))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            refuse_oversized,
+        ))
         .with_state(app)
+}
+
+/// Answers 413 to a request whose declared length is over the limit, after reading and
+/// discarding its body (up to a bound, for at most 10 s): a client that sends the whole body
+/// before it reads the answer then gets the 413 instead of a connection reset mid-write.
+async fn refuse_oversized(
+    State(limit): State<usize>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures_util::StreamExt;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(len) = declared.filter(|n| *n > limit as u64) else {
+        return next.run(req).await;
+    };
+    let drain_cap = (limit as u64).saturating_mul(4).max(16 << 20);
+    if len <= drain_cap {
+        let mut body = req.into_body().into_data_stream();
+        let drain = async { while let Some(Ok(_)) = body.next().await {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    }
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body too large: {len} bytes, at most {limit} allowed"),
+    )
+    .into_response()
 }
 
 /// A JSON body parsed as a `Value`: malformed → 400, too large → 413, not JSON → 415.
@@ -579,7 +613,8 @@ pub async fn register(app: &Arc<App>, bytes: &[u8]) -> Result<crate::catalog::Lo
     let now = attune_core::execution::rfc3339(std::time::SystemTime::now());
     let catalog = app.catalog.clone();
     let (b, d, n) = (bundle.clone(), digest.clone(), now.clone());
-    let loaded = tokio::task::spawn_blocking(move || catalog.load(&b, &d, &n))
+    let bundled = app.is_bundled(&digest);
+    let loaded = tokio::task::spawn_blocking(move || catalog.load(&b, &d, &n, bundled))
         .await
         .map_err(Problem::internal)?
         .map_err(|e| Problem::invalid("invalid pack", vec![e]))?;

@@ -37,20 +37,49 @@ impl Catalog {
     }
 
     /// Unpacks and fully validates a bundle, as registration does. Errors name the file and
-    /// key, relative to the pack.
+    /// key, relative to the pack. Only a bundle compiled into the binary (`bundled`) may be
+    /// the `core` pack. `digest` must be the bundle's (callers that read it from the store
+    /// check it first).
     pub fn load(
         &self,
         bundle: &Bundle,
         digest: &str,
         registered_at: &str,
+        bundled: bool,
     ) -> Result<LoadedPack, String> {
         let dir = self.cache.join(digest);
-        if !dir.join("pack.yaml").is_file() {
+        let fresh = if std::fs::symlink_metadata(&dir).is_ok() {
+            // The cache is read-only, but a copy someone managed to change must never run.
+            if let Some(diff) = bundle.differs_from_dir(&dir) {
+                return Err(format!(
+                    "its unpacked copy in the pack cache does not match digest {digest} ({diff}); refusing to load it. Remove packs/{digest} in the data dir to have it unpacked again from the database"
+                ));
+            }
+            false
+        } else {
             bundle.unpack_to(&dir).map_err(|e| e.to_string())?;
-        }
+            true
+        };
         let relative = |msg: String| msg.replace(&format!("{}/", dir.display()), "");
-        let pack = Pack::open(&dir).map_err(|e| relative(e.to_string()))?;
-        let actions = pack.load_actions().map_err(|e| relative(e.to_string()))?;
+        let loaded = Pack::open(&dir)
+            .map_err(|e| relative(e.to_string()))
+            .and_then(|pack| {
+                if pack.pack_ref == "core" && !bundled {
+                    return Err("a pack may not call itself `core`: the bundled core pack cannot be replaced".to_string());
+                }
+                let actions = pack.load_actions().map_err(|e| relative(e.to_string()))?;
+                Ok((actions, pack))
+            });
+        let (actions, pack) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                // A failed registration leaves nothing in the cache.
+                if fresh {
+                    attune_core::bundle::remove_read_only_tree(&dir);
+                }
+                return Err(e);
+            }
+        };
         Ok(LoadedPack {
             digest: digest.to_string(),
             registered_at: registered_at.to_string(),

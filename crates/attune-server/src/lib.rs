@@ -18,7 +18,7 @@ use catalog::Catalog;
 use secretbox::SecretBox;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -111,6 +111,11 @@ impl App {
         self.running.lock().map(|m| m.len()).unwrap_or(0)
     }
 
+    /// Whether `digest` is one of the packs compiled into the binary.
+    pub fn is_bundled(&self, digest: &str) -> bool {
+        self.config.bundled.iter().any(|b| b.digest() == digest)
+    }
+
     /// Signals the cancel token of a running execution.
     pub fn cancel_running(&self, id: i64) {
         if let Some(r) = self.running_get(id) {
@@ -146,20 +151,53 @@ fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()>
     std::fs::rename(&tmp, path)
 }
 
+/// Takes an exclusive lock on `<data dir>/server.lock` for the server's life (the kernel
+/// releases it when the process dies, even by kill -9), so two servers never share one
+/// store. Refuses with the other server's pid when the lock is held.
+fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    let path = data.join("server.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| setup(format!("cannot open {}: {e}", path.display())))?;
+    if !attune_runner::workdir::try_lock(&f) {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        let pid = pid.trim();
+        let who = if pid.is_empty() {
+            String::new()
+        } else {
+            format!(" (pid {pid})")
+        };
+        return Err(setup(format!(
+            "another attune server{who} is already running on the data dir {}",
+            data.display()
+        )));
+    }
+    let pid = std::process::id().to_string();
+    let written = f
+        .set_len(0)
+        .and_then(|()| f.rewind())
+        .and_then(|()| f.write_all(pid.as_bytes()));
+    written.map_err(|e| setup(format!("cannot write {}: {e}", path.display())))?;
+    Ok(f)
+}
+
 /// Runs the server until SIGTERM or SIGINT; returns once shut down.
 pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     let data = config.data_dir.clone();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&data)
-        .map_err(|e| {
-            setup(format!(
-                "cannot create the data dir {}: {e}",
-                data.display()
-            ))
-        })?;
+    for change in attune_runner::datadir::prepare_data_dir(&data, &["packs"]).map_err(setup)? {
+        log::info(&format!("data dir: {change}"));
+    }
     attune_runner::make_undumpable();
+    // Before the store is touched: a second server on this data dir would mark the first
+    // one's running executions abandoned at its start.
+    let _data_lock = lock_data_dir(&data)?;
     let store = Store::open_sqlite(&data.join("attune.db")).await?;
     let abandoned = store
         .abandon_in_flight("the server stopped while this execution was in flight; it was not run again (at-most-once delivery)")
@@ -185,6 +223,10 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     }
     // Leftover execution directories of killed runs are swept here.
     let workspace = Workspace::open(&data, "server").map_err(setup)?;
+    for note in workspace.notes() {
+        log::warn(note);
+    }
+    log::info(&workspace.describe());
     let runner = Runner::new(config.runner.clone(), workspace);
     let catalog = Arc::new(Catalog::new(data.join("packs")));
     let app = Arc::new(App {
@@ -311,7 +353,18 @@ async fn load_packs(app: &Arc<App>) -> Result<(), StartError> {
     for row in app.store.list_packs().await? {
         let loaded = Bundle::from_bytes(&row.bundle)
             .map_err(|e| e.to_string())
-            .and_then(|b| app.catalog.load(&b, &row.digest, &row.registered_at));
+            .and_then(|b| match b.digest() == row.digest {
+                true => Ok(b),
+                false => Err(format!(
+                    "the stored bundle does not match its digest {}; refusing to load it",
+                    row.digest
+                )),
+            })
+            .and_then(|b| {
+                let bundled = app.is_bundled(&row.digest);
+                app.catalog
+                    .load(&b, &row.digest, &row.registered_at, bundled)
+            });
         match loaded {
             Ok(p) => app.catalog.insert(p),
             Err(e) => log::error(&format!(

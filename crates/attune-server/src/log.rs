@@ -12,6 +12,11 @@ pub fn info(msg: &str) {
     line("INFO", msg);
 }
 
+/// A warning: something was wrong and was worked around.
+pub fn warn(msg: &str) {
+    line("WARN", msg);
+}
+
 /// An error line.
 pub fn error(msg: &str) {
     line("ERROR", msg);

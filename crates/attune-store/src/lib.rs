@@ -231,9 +231,31 @@ fn decode_execution(row: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow> {
     })
 }
 
+/// Creates the database file with mode 0600 (whatever the umask) if it is missing. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        create_private(path)?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -288,9 +310,37 @@ impl Store {
         Ok(())
     }
 
+    /// Runs one write with `RETURNING` in an explicit transaction and hands back its row
+    /// (at most one) only after the COMMIT has returned: what the caller acts on is durable.
+    ///
+    /// Never `fetch_one`/`fetch_optional` such a statement outside a transaction. SQLite
+    /// commits an autocommit statement when the statement completes, and sqlx's SQLite
+    /// driver has handed back the first row of `… RETURNING` before completing it (sqlx
+    /// issue 3430): the caller could act on a row that a crash then takes back.
+    /// `BEGIN IMMEDIATE` takes the write lock at once, so the statement cannot fail on a
+    /// read-to-write upgrade. `tests/crash.rs` kills the process right after each such call
+    /// returns and checks the row is there.
+    async fn write_returning<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Option<sqlx::sqlite::SqliteRow>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // fetch_all steps the statement to completion.
+        let mut rows = q.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        if rows.len() > 1 {
+            return Err(StoreError::Database(format!(
+                "a single-row write returned {} rows",
+                rows.len()
+            )));
+        }
+        Ok(rows.pop())
+    }
+
     // ---- packs ----
 
-    /// Registers (or replaces) a pack.
+    /// Registers (or replaces) a pack. Like every write here without `RETURNING`, it is
+    /// executed to completion, which commits it, before this returns.
     pub async fn put_pack(&self, p: &PackRow) -> Result<()> {
         sqlx::query(
             "INSERT INTO packs (ref, version, description, digest, bundle, registered_at) VALUES (?, ?, ?, ?, ?, ?)
@@ -338,9 +388,10 @@ impl Store {
 
     // ---- executions ----
 
-    /// Stores a new execution in status `requested`; returns it once committed.
+    /// Stores a new execution in status `requested`; returns it once committed (the API
+    /// answers 201 with it).
     pub async fn insert_execution(&self, e: &NewExecution) -> Result<ExecutionRow> {
-        let row = sqlx::query(sql_with_columns(format!(
+        let q = sqlx::query(sql_with_columns(format!(
             "INSERT INTO executions (action_ref, status, parameters, secrets, env_vars, timeout_secs, requested_by, rerun_of, created_at)
              VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?) RETURNING {EXECUTION_COLUMNS}"
         )))
@@ -351,9 +402,11 @@ impl Store {
         .bind(e.timeout_secs.map(|t| t as i64))
         .bind(&e.requested_by)
         .bind(e.rerun_of)
-        .bind(now())
-        .fetch_one(&self.pool)
-        .await?;
+        .bind(now());
+        let row = self
+            .write_returning(q)
+            .await?
+            .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
         decode_execution(&row)
     }
 
@@ -383,18 +436,22 @@ impl Store {
         rows.iter().map(decode_execution).collect()
     }
 
-    /// Claims the oldest requested execution for `worker` (requested → scheduled).
+    /// Claims the oldest requested execution for `worker` (requested → scheduled); the
+    /// claim is committed before the worker gets the row, so a crash after this returns
+    /// leaves the execution `scheduled` (abandoned at the next start), never runnable again.
     pub async fn claim_next(&self, worker: &str) -> Result<Option<ExecutionRow>> {
-        let row = sqlx::query(sql_with_columns(format!(
+        let q = sqlx::query(sql_with_columns(format!(
             "UPDATE executions SET status = 'scheduled', worker = ?
              WHERE id = (SELECT id FROM executions WHERE status = 'requested' ORDER BY id LIMIT 1)
                AND status = 'requested'
              RETURNING {EXECUTION_COLUMNS}"
         )))
-        .bind(worker)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(decode_execution).transpose()
+        .bind(worker);
+        self.write_returning(q)
+            .await?
+            .as_ref()
+            .map(decode_execution)
+            .transpose()
     }
 
     /// Moves `id` from `from` to `to` if it is still in `from`; true if it did.
@@ -478,20 +535,22 @@ impl Store {
 
     // ---- tokens ----
 
-    /// Stores a token by its hash.
+    /// Stores a token by its hash; returns it once committed.
     pub async fn insert_token(&self, name: &str, role: &str, hash: &str) -> Result<TokenRow> {
         let created_at = now();
-        let id: i64 = sqlx::query_scalar(
+        let q = sqlx::query(
             "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(name)
         .bind(role)
         .bind(hash)
-        .bind(&created_at)
-        .fetch_one(&self.pool)
-        .await?;
+        .bind(&created_at);
+        let row = self
+            .write_returning(q)
+            .await?
+            .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
         Ok(TokenRow {
-            id,
+            id: row.try_get("id")?,
             name: name.into(),
             role: role.into(),
             created_at,

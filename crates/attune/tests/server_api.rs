@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 #[test]
 fn every_route_in_the_openapi_document_needs_a_token_and_the_right_role() {
@@ -85,6 +84,30 @@ fn bad_requests_get_problem_json_and_create_no_record() {
     );
     assert_eq!(st, 422, "{v}");
     assert_eq!(v["errors"].as_array().unwrap().len(), 3, "{v}");
+    for name in [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "https_proxy",
+        "NO_PROXY",
+        "REQUESTS_CA_BUNDLE",
+    ] {
+        let (st, v) = s.admin(
+            "POST",
+            "/api/v1/executions",
+            Some(&json!({"action_ref": "core.noop", "env_vars": {name: "/tmp/attacker"}})),
+        );
+        assert_eq!(st, 422, "{name}: {v}");
+        let why = v["errors"][0].as_str().unwrap();
+        assert!(
+            why.starts_with(&format!("env var `{name}` is not allowed: ")),
+            "{why}"
+        );
+        assert!(
+            !v.to_string().contains("/tmp/attacker"),
+            "value echoed: {v}"
+        );
+    }
     let (st, v) = http(
         "POST",
         &format!("{}/api/v1/executions", s.url),
@@ -101,30 +124,6 @@ fn bad_requests_get_problem_json_and_create_no_record() {
     assert_eq!(st, 404);
     let (st, _) = s.admin("GET", "/api/v1/nowhere", None);
     assert_eq!(st, 404);
-}
-
-/// A pack whose action appends its execution id to the file named by env var MARK.
-fn marker_pack(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir.join("actions")).unwrap();
-    std::fs::write(dir.join("pack.yaml"), "ref: mark\n").unwrap();
-    std::fs::write(
-        dir.join("actions/mark.yaml"),
-        "name: mark\nrunner_type: shell\nentry_point: mark.sh\nparameters:\n  pause: {type: number, default: 0}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("actions/mark.sh"),
-        "#!/bin/bash\nIFS= read -r p\necho \"$ATTUNE_EXECUTION_ID\" >> \"$MARK\"\n[[ $p =~ \\\"pause\\\":([0-9.]+) ]] && sleep \"${BASH_REMATCH[1]}\"\nexit 0\n",
-    )
-    .unwrap();
-}
-
-fn marks(path: &std::path::Path) -> BTreeMap<i64, usize> {
-    let mut m = BTreeMap::new();
-    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
-        *m.entry(line.trim().parse::<i64>().unwrap()).or_insert(0) += 1;
-    }
-    m
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: temporary packs and the real `attune` binary.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -217,8 +218,18 @@ impl TestServer {
 
     /// Starts a server on an existing data dir (e.g. to restart one).
     pub fn start_in(data: &Path, extra: &[&str]) -> TestServer {
+        TestServer::start_with(data, extra, |_| {})
+    }
+
+    /// Like [`TestServer::start_in`], with `customize` applied to the command first.
+    pub fn start_with(
+        data: &Path,
+        extra: &[&str],
+        customize: impl FnOnce(&mut Command),
+    ) -> TestServer {
         let _ = std::fs::remove_file(data.join("server.json"));
         let mut cmd = Command::new(bin());
+        customize(&mut cmd);
         cmd.arg("--data-dir")
             .arg(data)
             .arg("server")
@@ -469,4 +480,29 @@ impl TestServer {
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&out)))
     }
+}
+
+/// A pack `mark` whose action appends its execution id to the file named by env var MARK.
+pub fn marker_pack(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("actions")).unwrap();
+    std::fs::write(dir.join("pack.yaml"), "ref: mark\n").unwrap();
+    std::fs::write(
+        dir.join("actions/mark.yaml"),
+        "name: mark\nrunner_type: shell\nentry_point: mark.sh\nparameters:\n  pause: {type: number, default: 0}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("actions/mark.sh"),
+        "#!/bin/bash\nIFS= read -r p\necho \"$ATTUNE_EXECUTION_ID\" >> \"$MARK\"\n[[ $p =~ \\\"pause\\\":([0-9.]+) ]] && sleep \"${BASH_REMATCH[1]}\"\nexit 0\n",
+    )
+    .unwrap();
+}
+
+/// How many times each execution id appears in a marker file.
+pub fn marks(path: &std::path::Path) -> BTreeMap<i64, usize> {
+    let mut m = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        *m.entry(line.trim().parse::<i64>().unwrap()).or_insert(0) += 1;
+    }
+    m
 }

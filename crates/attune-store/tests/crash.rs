@@ -1,0 +1,202 @@
+//! A write the store has returned is committed: a process killed (SIGKILL) the instant a
+//! store call returns leaves that call's effect in the database.
+//!
+//! The test re-runs its own binary as a child for each call. The child opens the store,
+//! makes one call, prints what the call returned and kills itself with SIGKILL before
+//! anything else can run (no destructor, no later statement that might commit for it).
+//! The parent then opens the same database and checks the effect is there.
+#![allow(clippy::unwrap_used)]
+
+use attune_core::ExecutionStatus;
+use attune_store::{Finish, NewExecution, PackRow, Store};
+use serde_json::{json, Map};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CHILD_OP: &str = "ATTUNE_STORE_CRASH_OP";
+const CHILD_DB: &str = "ATTUNE_STORE_CRASH_DB";
+/// How often each call is tried: the loss this guards against was intermittent.
+const ROUNDS: usize = 12;
+
+fn new_exec() -> NewExecution {
+    NewExecution {
+        action_ref: "core.noop".into(),
+        parameters: Map::new(),
+        secrets: Some(vec![1, 2, 3]),
+        env_vars: BTreeMap::new(),
+        timeout_secs: None,
+        requested_by: "crash-test".into(),
+        rerun_of: None,
+    }
+}
+
+fn pack(name: &str) -> PackRow {
+    PackRow {
+        pack_ref: name.into(),
+        version: Some("1".into()),
+        description: None,
+        digest: format!("sha256:{name}"),
+        bundle: vec![7; 64],
+        registered_at: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+/// The child: one call, print its result, SIGKILL.
+async fn child(op: &str, db: &Path) {
+    use ExecutionStatus::*;
+    let store = Store::open_sqlite(db).await.unwrap();
+    let arg = |i: usize| op.split(':').nth(i).unwrap_or_default().to_string();
+    let id = || arg(1).parse::<i64>().unwrap();
+    let out = match arg(0).as_str() {
+        "insert_execution" => json!(store.insert_execution(&new_exec()).await.unwrap().id),
+        "claim_next" => json!(store.claim_next("w-crash").await.unwrap().map(|e| e.id)),
+        "start" => json!(store.transition(id(), Scheduled, Running).await.unwrap()),
+        "finish" => {
+            let f = Finish {
+                exit_code: Some(0),
+                stdout: "done".into(),
+                ..Finish::default()
+            };
+            json!(store.finish(id(), &[Running], Succeeded, &f).await.unwrap())
+        }
+        "insert_token" => json!(
+            store
+                .insert_token(&arg(1), "operator", &arg(1))
+                .await
+                .unwrap()
+                .id
+        ),
+        "put_pack" => {
+            store.put_pack(&pack(&arg(1))).await.unwrap();
+            json!(true)
+        }
+        "delete_pack" => json!(store.delete_pack(&arg(1)).await.unwrap()),
+        "abandon_in_flight" => json!(store.abandon_in_flight("crash test").await.unwrap()),
+        other => panic!("unknown op {other}"),
+    };
+    println!("RESULT:{out}");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    // SAFETY: kill(2) on our own pid; nothing is passed by pointer.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    unreachable!("SIGKILL did not stop the child");
+}
+
+/// Runs `op` in a child that dies by SIGKILL right after the call returns; returns what
+/// the call returned.
+fn in_child(db: &Path, op: &str) -> serde_json::Value {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_returned_write_survives_sigkill_right_after_the_call",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_OP, op)
+        .env(CHILD_DB, db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.split_once("RESULT:").map(|(_, r)| r))
+        .unwrap_or_else(|| {
+            panic!(
+                "{op}: the child printed no result: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{op}: {text}");
+    serde_json::from_str(line).unwrap()
+}
+
+fn status(rt: &tokio::runtime::Runtime, db: &Path, id: i64) -> ExecutionStatus {
+    rt.block_on(async {
+        let s = Store::open_sqlite(db).await.unwrap();
+        s.get_execution(id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("execution {id} was returned, but is gone after the kill"))
+            .status
+    })
+}
+
+#[test]
+fn a_returned_write_survives_sigkill_right_after_the_call() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let (Ok(op), Some(db)) = (std::env::var(CHILD_OP), std::env::var_os(CHILD_DB)) {
+        rt.block_on(child(&op, &PathBuf::from(db)));
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("attune.db");
+    let open = || rt.block_on(Store::open_sqlite(&db)).unwrap();
+    drop(open());
+    for round in 0..ROUNDS {
+        // An acknowledged execution exists, in status requested.
+        let id = in_child(&db, "insert_execution").as_i64().unwrap();
+        assert_eq!(
+            status(&rt, &db, id),
+            ExecutionStatus::Requested,
+            "round {round}: insert_execution returned {id}, which is gone after the kill"
+        );
+        // A claim the worker acts on is committed: after a crash the execution is
+        // scheduled (and so abandoned at the next start), never requested again.
+        let claimed = in_child(&db, "claim_next").as_i64().unwrap();
+        assert_eq!(claimed, id, "round {round}");
+        let s = status(&rt, &db, id);
+        assert_eq!(
+            s,
+            ExecutionStatus::Scheduled,
+            "round {round}: claim of {id} lost by the kill: a restart would run it again"
+        );
+        assert_eq!(in_child(&db, &format!("start:{id}")), json!(true));
+        assert_eq!(
+            status(&rt, &db, id),
+            ExecutionStatus::Running,
+            "round {round}"
+        );
+        assert_eq!(in_child(&db, &format!("finish:{id}")), json!(true));
+        assert_eq!(
+            status(&rt, &db, id),
+            ExecutionStatus::Succeeded,
+            "round {round}"
+        );
+
+        let name = format!("tok{round}");
+        let tid = in_child(&db, &format!("insert_token:{name}"))
+            .as_i64()
+            .unwrap();
+        let row = rt
+            .block_on(open().token_by_hash(&name))
+            .unwrap()
+            .unwrap_or_else(|| panic!("round {round}: token {tid} lost by the kill"));
+        assert_eq!(row.id, tid);
+
+        let p = format!("pack{round}");
+        in_child(&db, &format!("put_pack:{p}"));
+        let packs = rt.block_on(open().list_packs()).unwrap();
+        assert!(packs.iter().any(|r| r.pack_ref == p), "round {round}");
+        assert_eq!(in_child(&db, &format!("delete_pack:{p}")), json!(true));
+        let packs = rt.block_on(open().list_packs()).unwrap();
+        assert!(!packs.iter().any(|r| r.pack_ref == p), "round {round}");
+    }
+    // In flight at a crash: abandoned, and that too is durable.
+    let a = rt
+        .block_on(open().insert_execution(&new_exec()))
+        .unwrap()
+        .id;
+    let b = rt
+        .block_on(open().insert_execution(&new_exec()))
+        .unwrap()
+        .id;
+    rt.block_on(open().claim_next("w")).unwrap();
+    assert_eq!(in_child(&db, "abandon_in_flight"), json!(1));
+    assert_eq!(status(&rt, &db, a), ExecutionStatus::Abandoned);
+    assert_eq!(status(&rt, &db, b), ExecutionStatus::Requested);
+}
