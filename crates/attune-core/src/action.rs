@@ -122,6 +122,8 @@ pub struct Action {
     pub enabled: bool,
     /// The metadata file it came from.
     pub metadata_file: PathBuf,
+    /// The pack's root directory (canonical): the action may read, not write, its files.
+    pub pack_dir: PathBuf,
 }
 
 impl Action {
@@ -259,6 +261,7 @@ impl Action {
             timeout_secs,
             enabled,
             metadata_file: file.to_path_buf(),
+            pack_dir: pack.root.clone(),
         })
     }
 

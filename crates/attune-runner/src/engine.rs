@@ -2,7 +2,8 @@
 
 use crate::cancel::CancelToken;
 use crate::capture::{parse_result, Capture, Captured};
-use crate::spawn::{self, ExitStatus, SpawnSpec, StartFailure, Supervised};
+use crate::sandbox::Sandbox;
+use crate::spawn::{self, ExitStatus, Request, SpawnSpec, StartFailure, Supervised};
 use crate::workdir::{Workspace, WorkspaceError};
 use attune_core::format::FormatError;
 use attune_core::schema::Violations;
@@ -325,14 +326,16 @@ impl Outcome {
 pub struct Runner {
     config: RunnerConfig,
     workspace: Workspace,
+    sandbox: Sandbox,
     path: String,
     home: String,
     lang: String,
 }
 
 impl Runner {
-    /// A runner with `config`, creating execution directories in `workspace`.
-    pub fn new(config: RunnerConfig, workspace: Workspace) -> Runner {
+    /// A runner with `config`, creating execution directories in `workspace` and confining
+    /// actions in `sandbox`.
+    pub fn new(config: RunnerConfig, workspace: Workspace, sandbox: Sandbox) -> Runner {
         let path = config
             .action_path
             .clone()
@@ -350,6 +353,7 @@ impl Runner {
         Runner {
             config,
             workspace,
+            sandbox,
             path,
             home,
             lang,
@@ -359,6 +363,11 @@ impl Runner {
     /// The configuration.
     pub fn config(&self) -> &RunnerConfig {
         &self.config
+    }
+
+    /// How actions are confined.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     /// Resolves the program and argv for an action.
@@ -445,6 +454,13 @@ impl Runner {
             Delivery::Stdin => None,
         };
         let env = self.environment(job, exec_dir.path(), param_file.as_deref());
+        if let Some(user) = self.sandbox.run_as() {
+            exec_dir.give_to(user.uid, user.gid)?;
+        }
+        let (confinement, cgroup) = self
+            .sandbox
+            .confine(exec_dir.path(), Some(&action.pack_dir))
+            .map_err(spawn_err)?;
         let spec = SpawnSpec {
             program: cstring(program.as_os_str().as_encoded_bytes()).map_err(spawn_err)?,
             argv: argv
@@ -458,6 +474,7 @@ impl Runner {
                 .collect::<io::Result<_>>()
                 .map_err(spawn_err)?,
             cwd: cstring(exec_dir.path().as_os_str().as_encoded_bytes()).map_err(spawn_err)?,
+            confinement,
         };
 
         let started_at = SystemTime::now();
@@ -471,6 +488,8 @@ impl Runner {
         let duration = t0.elapsed();
         let finished_at = SystemTime::now();
         drop(child);
+        // Whatever escaped the supervisor's sweep (nothing, unless it was killed) dies here.
+        drop(cgroup);
         let cleanup_ok = exec_dir.remove().is_ok();
 
         let result = parse_result(stdout.last_line.as_deref());
@@ -600,10 +619,7 @@ impl Runner {
                     _ = drain_deadline() => break,
                 }
             }
-            (got == 8).then(|| StartFailure {
-                stage: i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]),
-                errno: i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]),
-            })
+            (got == 8).then(|| StartFailure::decode(buf))
         };
 
         let limit = self.config.output_limit;
@@ -657,15 +673,14 @@ impl Runner {
     }
 }
 
-/// SIGTERM (and SIGCONT, so a stopped group can act on it) to the group, then SIGKILL
-/// after `grace`.
+/// SIGTERM (and SIGCONT, so a stopped group can act on it) to the action's group, then
+/// SIGKILL after `grace`; either way the supervisor then kills every descendant left.
 async fn terminate(child: &Supervised, grace: Duration) -> io::Result<ExitStatus> {
-    child.signal_group(libc::SIGTERM);
-    child.signal_group(libc::SIGCONT);
+    child.request(Request::Terminate);
     tokio::select! {
         st = child.wait() => st,
         _ = tokio::time::sleep(grace) => {
-            child.signal_group(libc::SIGKILL);
+            child.request(Request::Kill);
             child.wait().await
         }
     }

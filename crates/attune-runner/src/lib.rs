@@ -7,11 +7,13 @@ pub mod cancel;
 pub mod capture;
 pub mod datadir;
 mod engine;
+pub mod sandbox;
 pub mod spawn;
 pub mod workdir;
 
 pub use cancel::CancelToken;
 pub use capture::Captured;
 pub use engine::*;
+pub use sandbox::{RunAs, Sandbox};
 pub use spawn::{make_undumpable, ExitStatus};
 pub use workdir::{Workspace, WorkspaceError};

@@ -1,27 +1,33 @@
-//! Spawning an action under a per-execution supervisor (DESIGN.md §3, Supervision).
+//! Spawning an action under a per-execution supervisor (DESIGN.md §3, Supervision and
+//! Sandbox).
 //!
 //! `PR_SET_PDEATHSIG` reaches only a direct child, and fires when the parent *thread* ends,
-//! not the process, so it cannot guard the action's process group in a multi-threaded
-//! worker. Instead the worker starts a small supervisor that:
+//! not the process, so it cannot guard an action in a multi-threaded worker. Instead the
+//! worker starts a small supervisor that starts the action and outlives it:
 //!
-//! 1. makes itself a process-group leader, with every signal blocked;
-//! 2. starts the action in its group; the action resets its signals and execs;
-//! 3. waits on two things: the action's exit (a pidfd) and the worker's *lifeline*, a pipe
-//!    whose write end only the worker holds. When the worker dies, for any reason including
-//!    `kill -9`, the lifeline hangs up and the supervisor SIGKILLs the whole group, itself
-//!    included;
-//! 4. when the action exits, records its wait status in the spawn record and exits.
+//! - The supervisor is a *child subreaper*: whatever the action leaves behind (`setsid`,
+//!   double fork, `nohup`) is re-parented to it once its parent dies. When the action ends,
+//!   for any reason, the supervisor kills and reaps every descendant left, then exits.
+//! - The action runs in a process group of its own. The worker never signals it directly:
+//!   it writes a request (`T`: SIGTERM + SIGCONT, `K`: SIGKILL) on the *control* pipe, and
+//!   the supervisor signals the action's group, which the supervisor alone can know to be
+//!   still the action's (it reaps the action only after signalling).
+//! - The worker's *lifeline* is a pipe whose write end only the worker holds. When the
+//!   worker dies, for any reason including `kill -9`, it hangs up and the supervisor kills
+//!   the action and every descendant.
 //!
 //! The supervisor shares the worker's memory (`CLONE_VM`, on a stack of its own) instead of
 //! being a fork: forking a large multi-threaded worker copies its page tables and makes the
 //! worker take a copy-on-write fault on every page it writes while the action runs, which
 //! was most of the cost of a trivial execution. Sharing memory means the supervisor and the
 //! action (started with `CLONE_VM | CLONE_VFORK` until it execs) may only make raw system
-//! calls: no libc function that could touch a lock or the parent thread's `errno`.
+//! calls, through the typed wrappers in [`sys`]: no libc function that could touch a lock or
+//! the parent thread's `errno`, and no allocation. Everything they need (paths, argv, envp,
+//! the Landlock ruleset, the cgroup, the credentials) is prepared by the worker beforehand.
 //!
-//! The worker signals the group (`kill(-pgid)`) for timeouts and cancels, and SIGKILLs any
-//! leftover group members after the supervisor exits, before reaping it, so the group id
-//! cannot have been reused.
+//! Every step of the two children is checked. A step that fails is reported to the worker
+//! as its [`Stage`] with the OS error, and the child exits without ever reaching `execve`:
+//! a failed `setresuid` can never run the action with the worker's credentials.
 
 use std::ffi::{c_void, CString};
 use std::io;
@@ -46,6 +52,19 @@ pub struct SpawnSpec {
     pub envp: Vec<CString>,
     /// Working directory.
     pub cwd: CString,
+    /// How the action is confined.
+    pub confinement: Confinement,
+}
+
+/// The confinement of one action, prepared by the worker.
+#[derive(Debug, Default)]
+pub struct Confinement {
+    /// A Landlock ruleset to enforce in the action before exec.
+    pub landlock: Option<OwnedFd>,
+    /// `cgroup.procs` of the execution's cgroup, opened for writing: the action joins it.
+    pub cgroup_procs: Option<OwnedFd>,
+    /// Credentials to run the action with (uid, gid; supplementary groups are dropped).
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// How the supervised action ended.
@@ -57,37 +76,159 @@ pub enum ExitStatus {
     Signaled(i32),
 }
 
+/// One step of starting an action, in the order the children take them. The first four are
+/// the supervisor's, the rest the action's before it execs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Stage {
+    /// The supervisor's own process group (`setpgid`).
+    SupervisorGroup = 1,
+    /// Moving descriptors to their fixed numbers and closing the rest.
+    Descriptors,
+    /// Becoming the child subreaper (`PR_SET_CHILD_SUBREAPER`).
+    Subreaper,
+    /// Entering the working directory.
+    WorkingDirectory,
+    /// Starting the action process (`clone`).
+    StartAction,
+    /// The action's own process group (`setpgid`).
+    ActionGroup,
+    /// Resetting signal handlers to their defaults (`rt_sigaction`).
+    Signals,
+    /// Joining the execution's cgroup.
+    Cgroup,
+    /// Disabling core dumps (`RLIMIT_CORE` 0).
+    CoreLimit,
+    /// Dropping supplementary groups (`setgroups`).
+    Groups,
+    /// Switching group (`setresgid`).
+    Gid,
+    /// Switching user (`setresuid`).
+    Uid,
+    /// Dying with the supervisor (`PR_SET_PDEATHSIG`, after the credentials change, which
+    /// clears it).
+    DeathSignal,
+    /// `PR_SET_NO_NEW_PRIVS`, which Landlock requires first.
+    NoNewPrivs,
+    /// Enforcing the Landlock ruleset.
+    Landlock,
+    /// Unblocking every signal (`rt_sigprocmask`).
+    SignalMask,
+    /// Executing the program.
+    Exec,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 17] = [
+        Stage::SupervisorGroup,
+        Stage::Descriptors,
+        Stage::Subreaper,
+        Stage::WorkingDirectory,
+        Stage::StartAction,
+        Stage::ActionGroup,
+        Stage::Signals,
+        Stage::Cgroup,
+        Stage::CoreLimit,
+        Stage::Groups,
+        Stage::Gid,
+        Stage::Uid,
+        Stage::DeathSignal,
+        Stage::NoNewPrivs,
+        Stage::Landlock,
+        Stage::SignalMask,
+        Stage::Exec,
+    ];
+
+    fn from_code(code: i32) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| *s as i32 == code)
+    }
+
+    /// What the step does, for the error message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::SupervisorGroup => "giving the supervisor its process group",
+            Stage::Descriptors => "setting up the supervisor's descriptors",
+            Stage::Subreaper => "making the supervisor a child subreaper",
+            Stage::WorkingDirectory => "entering the working directory",
+            Stage::StartAction => "starting the action process",
+            Stage::ActionGroup => "giving the action its process group",
+            Stage::Signals => "resetting the action's signal handlers",
+            Stage::Cgroup => "moving the action into its cgroup",
+            Stage::CoreLimit => "disabling core dumps",
+            Stage::Groups => "dropping supplementary groups",
+            Stage::Gid => "switching to the run-as group",
+            Stage::Uid => "switching to the run-as user",
+            Stage::DeathSignal => "tying the action's life to its supervisor",
+            Stage::NoNewPrivs => "setting no_new_privs",
+            Stage::Landlock => "enforcing the Landlock sandbox",
+            Stage::SignalMask => "unblocking the action's signals",
+            Stage::Exec => "executing the program",
+        }
+    }
+}
+
 /// The stage at which starting the action failed, and the OS error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StartFailure {
-    /// 1: chdir, 2: starting the action process, 3: exec.
-    pub stage: i32,
+    /// The step that failed.
+    pub stage: Stage,
     /// errno.
     pub errno: i32,
 }
 
+impl StartFailure {
+    /// Decodes the 8-byte report a child writes on the start pipe.
+    pub fn decode(buf: [u8; 8]) -> StartFailure {
+        let code = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        match Stage::from_code(code) {
+            Some(stage) => StartFailure { stage, errno },
+            // Only our own children write here; a garbled report still must not look like
+            // success.
+            None => StartFailure {
+                stage: Stage::Exec,
+                errno: libc::EPROTO,
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for StartFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.stage {
-            1 => "entering the working directory",
-            2 => "starting the action process",
-            _ => "executing the program",
-        };
         write!(
             f,
-            "{what} failed: {}",
+            "{} failed: {}",
+            self.stage.describe(),
             io::Error::from_raw_os_error(self.errno)
         )
     }
 }
 
-/// Raw Linux system calls: no errno, no locks, nothing thread-local.
-mod sys {
-    /// Returns the kernel's result: a value, or `-errno`.
+/// Raw Linux system calls behind typed, checked wrappers: no errno, no locks, nothing
+/// thread-local, no allocation, so the supervisor and the pre-exec action (which share the
+/// worker's memory) may call them.
+pub mod sys {
+    use std::ffi::CStr;
+    use std::os::fd::RawFd;
+
+    /// An OS error number.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Errno(pub i32);
+
+    /// A system call's outcome.
+    pub type SysResult<T = ()> = Result<T, Errno>;
+
+    /// Makes system call `n`; returns the kernel's result, a value or `-errno`.
+    ///
+    /// # Safety
+    /// `n` and `a` must form a valid call: every pointer argument must be valid for what
+    /// the call does with it (read or write, and for how long).
     #[inline(always)]
-    pub unsafe fn call(n: libc::c_long, a: [usize; 6]) -> isize {
+    unsafe fn raw(n: libc::c_long, a: [usize; 6]) -> isize {
         let ret: isize;
-        // SAFETY: the caller passes a valid system call and arguments.
+        // SAFETY: the instruction itself is always sound; what the call does with its
+        // arguments is the caller's obligation (see above).
         #[cfg(target_arch = "x86_64")]
         unsafe {
             std::arch::asm!(
@@ -113,35 +254,389 @@ mod sys {
         ret
     }
 
-    macro_rules! sc {
-        ($n:expr) => { unsafe { $crate::spawn::sys::call($n, [0; 6]) } };
-        ($n:expr, $($a:expr),+) => {{
-            let mut args = [0usize; 6];
-            let vals = [$($a as usize),+];
-            let mut i = 0;
-            while i < vals.len() { args[i] = vals[i]; i += 1; }
-            unsafe { $crate::spawn::sys::call($n, args) }
-        }};
+    fn check(ret: isize) -> SysResult<usize> {
+        if ret < 0 {
+            Err(Errno(-ret as i32))
+        } else {
+            Ok(ret as usize)
+        }
     }
-    pub(crate) use sc;
+
+    /// A call whose arguments are all plain integers.
+    fn int_call(n: libc::c_long, args: &[usize]) -> SysResult<usize> {
+        let mut a = [0usize; 6];
+        a[..args.len()].copy_from_slice(args);
+        // SAFETY: no argument is a pointer, so the kernel dereferences nothing of ours.
+        check(unsafe { raw(n, a) })
+    }
+
+    /// `setpgid(pid, pgid)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn setpgid(pid: libc::pid_t, pgid: libc::pid_t) -> SysResult {
+        int_call(libc::SYS_setpgid, &[pid as usize, pgid as usize]).map(drop)
+    }
+
+    /// `fcntl(fd, F_DUPFD_CLOEXEC, min)`: a close-on-exec copy at `min` or above.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn dup_above(fd: RawFd, min: RawFd) -> SysResult<RawFd> {
+        int_call(
+            libc::SYS_fcntl,
+            &[fd as usize, libc::F_DUPFD_CLOEXEC as usize, min as usize],
+        )
+        .map(|f| f as RawFd)
+    }
+
+    /// `dup3(from, to, flags)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn dup3(from: RawFd, to: RawFd, flags: i32) -> SysResult {
+        int_call(
+            libc::SYS_dup3,
+            &[from as usize, to as usize, flags as usize],
+        )
+        .map(drop)
+    }
+
+    /// `close(fd)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn close(fd: RawFd) -> SysResult {
+        int_call(libc::SYS_close, &[fd as usize]).map(drop)
+    }
+
+    /// `close_range(first, ~0, 0)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn close_range(first: RawFd) -> SysResult {
+        int_call(
+            libc::SYS_close_range,
+            &[first as usize, u32::MAX as usize, 0],
+        )
+        .map(drop)
+    }
+
+    /// `prctl(option, arg)`, the options that take one integer.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn prctl(option: i32, arg: usize) -> SysResult<usize> {
+        int_call(libc::SYS_prctl, &[option as usize, arg, 0, 0, 0])
+    }
+
+    /// `kill(pid, sig)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn kill(pid: libc::pid_t, sig: i32) -> SysResult {
+        int_call(libc::SYS_kill, &[pid as usize, sig as usize]).map(drop)
+    }
+
+    /// `getpid()`.
+    pub fn getpid() -> libc::pid_t {
+        int_call(libc::SYS_getpid, &[]).unwrap_or(0) as libc::pid_t
+    }
+
+    /// `getppid()`.
+    pub fn getppid() -> libc::pid_t {
+        int_call(libc::SYS_getppid, &[]).unwrap_or(0) as libc::pid_t
+    }
+
+    /// `pidfd_open(pid, 0)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn pidfd_open(pid: libc::pid_t) -> SysResult<RawFd> {
+        int_call(libc::SYS_pidfd_open, &[pid as usize, 0]).map(|f| f as RawFd)
+    }
+
+    /// `setgroups(0, NULL)`: no supplementary groups.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn drop_groups() -> SysResult {
+        int_call(libc::SYS_setgroups, &[0, 0]).map(drop)
+    }
+
+    /// `setresgid(gid, gid, gid)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn setresgid(gid: u32) -> SysResult {
+        let g = gid as usize;
+        int_call(libc::SYS_setresgid, &[g, g, g]).map(drop)
+    }
+
+    /// `setresuid(uid, uid, uid)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn setresuid(uid: u32) -> SysResult {
+        let u = uid as usize;
+        int_call(libc::SYS_setresuid, &[u, u, u]).map(drop)
+    }
+
+    /// `landlock_restrict_self(ruleset, 0)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn landlock_restrict_self(ruleset: RawFd) -> SysResult {
+        int_call(libc::SYS_landlock_restrict_self, &[ruleset as usize, 0]).map(drop)
+    }
+
+    /// Resets `sig` to its default disposition.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn default_signal(sig: i32) -> SysResult {
+        // The kernel's `struct sigaction`: handler SIG_DFL, no flags, no restorer, empty mask.
+        let action = [0u64; 4];
+        // SAFETY: `action` is a valid kernel sigaction, read during the call only; the old
+        // action pointer is NULL; 8 is the size of the kernel's sigset.
+        check(unsafe {
+            raw(
+                libc::SYS_rt_sigaction,
+                [sig as usize, action.as_ptr() as usize, 0, 8, 0, 0],
+            )
+        })
+        .map(drop)
+    }
+
+    /// Unblocks every signal.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn unblock_all_signals() -> SysResult {
+        let empty: u64 = 0;
+        // SAFETY: `empty` is a valid kernel sigset read during the call; no old set.
+        check(unsafe {
+            raw(
+                libc::SYS_rt_sigprocmask,
+                [
+                    libc::SIG_SETMASK as usize,
+                    &empty as *const u64 as usize,
+                    0,
+                    8,
+                    0,
+                    0,
+                ],
+            )
+        })
+        .map(drop)
+    }
+
+    /// Sets `RLIMIT_CORE` to 0 (soft and hard).
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn no_core_dumps() -> SysResult {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `zero` is a valid rlimit read during the call; no old limit is returned.
+        check(unsafe {
+            raw(
+                libc::SYS_prlimit64,
+                [
+                    0,
+                    libc::RLIMIT_CORE as usize,
+                    &zero as *const libc::rlimit as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        })
+        .map(drop)
+    }
+
+    /// The soft `RLIMIT_NOFILE`.
+    pub fn max_files() -> usize {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: the kernel writes the current limit into `lim`, which outlives the call.
+        let r = unsafe {
+            raw(
+                libc::SYS_prlimit64,
+                [
+                    0,
+                    libc::RLIMIT_NOFILE as usize,
+                    0,
+                    &mut lim as *mut libc::rlimit as usize,
+                    0,
+                    0,
+                ],
+            )
+        };
+        if r == 0 {
+            lim.rlim_cur.min(1 << 20) as usize
+        } else {
+            4096
+        }
+    }
+
+    /// `chdir(path)`.
+    ///
+    /// # Safety
+    /// `path` must point to a NUL-terminated string that stays valid for the call.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub unsafe fn chdir(path: *const libc::c_char) -> SysResult {
+        // SAFETY: the caller guarantees `path`.
+        check(unsafe { raw(libc::SYS_chdir, [path as usize, 0, 0, 0, 0, 0]) }).map(drop)
+    }
+
+    /// `execve(program, argv, envp)`; returns only on failure.
+    ///
+    /// # Safety
+    /// `program` must be a NUL-terminated string; `argv` and `envp` NULL-terminated arrays
+    /// of NUL-terminated strings; all valid for the call.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub unsafe fn execve(
+        program: *const libc::c_char,
+        argv: *const *const libc::c_char,
+        envp: *const *const libc::c_char,
+    ) -> Errno {
+        // SAFETY: the caller guarantees the three pointers.
+        let r = unsafe {
+            raw(
+                libc::SYS_execve,
+                [program as usize, argv as usize, envp as usize, 0, 0, 0],
+            )
+        };
+        Errno(-r as i32)
+    }
+
+    /// `open(path, flags)` of a static path.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn open(path: &CStr, flags: i32) -> SysResult<RawFd> {
+        // SAFETY: `path` is a NUL-terminated string borrowed for the call.
+        check(unsafe {
+            raw(
+                libc::SYS_openat,
+                [
+                    libc::AT_FDCWD as usize,
+                    path.as_ptr() as usize,
+                    flags as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        })
+        .map(|f| f as RawFd)
+    }
+
+    /// `read(fd, buf)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn read(fd: RawFd, buf: &mut [u8]) -> SysResult<usize> {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, borrowed mutably.
+        check(unsafe {
+            raw(
+                libc::SYS_read,
+                [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        })
+    }
+
+    /// `write(fd, buf)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn write(fd: RawFd, buf: &[u8]) -> SysResult<usize> {
+        // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`, borrowed.
+        check(unsafe {
+            raw(
+                libc::SYS_write,
+                [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        })
+    }
+
+    /// `ppoll(fds, timeout, NULL)`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn ppoll(fds: &mut [libc::pollfd], timeout: Option<&libc::timespec>) -> SysResult<usize> {
+        let ts = timeout.map_or(0, |t| t as *const libc::timespec as usize);
+        // SAFETY: the kernel updates `revents` within `fds` (borrowed mutably) and reads
+        // the optional timeout (borrowed); no signal mask is passed.
+        check(unsafe {
+            raw(
+                libc::SYS_ppoll,
+                [fds.as_mut_ptr() as usize, fds.len(), ts, 0, 8, 0],
+            )
+        })
+    }
+
+    /// `wait4(pid, &status, options, NULL)`: the pid reaped (0 with `WNOHANG` and none) and
+    /// its wait status.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn wait4(pid: libc::pid_t, options: i32) -> SysResult<(libc::pid_t, i32)> {
+        let mut status: libc::c_int = 0;
+        // SAFETY: the kernel writes the status into `status`, which outlives the call.
+        let r = check(unsafe {
+            raw(
+                libc::SYS_wait4,
+                [
+                    pid as usize,
+                    &mut status as *mut libc::c_int as usize,
+                    options as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        })?;
+        Ok((r as libc::pid_t, status))
+    }
+
+    /// Whether child `pid` has exited, without reaping it (`waitid` with `WNOWAIT`).
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn has_exited(pid: libc::pid_t) -> SysResult<bool> {
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the kernel fills `info`, which outlives the call; no rusage.
+        check(unsafe {
+            raw(
+                libc::SYS_waitid,
+                [
+                    libc::P_PID as usize,
+                    pid as usize,
+                    &mut info as *mut libc::siginfo_t as usize,
+                    (libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) as usize,
+                    0,
+                    0,
+                ],
+            )
+        })?;
+        // SAFETY: after a successful waitid the pid field is initialised (0 if none).
+        Ok(unsafe { info.si_pid() } == pid)
+    }
+
+    /// Sleeps for `ms` milliseconds.
+    pub fn sleep_ms(ms: i64) {
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: ms * 1_000_000,
+        };
+        // SAFETY: `ts` is read during the call; no remainder is returned.
+        let _ = check(unsafe {
+            raw(
+                libc::SYS_nanosleep,
+                [&ts as *const libc::timespec as usize, 0, 0, 0, 0, 0],
+            )
+        });
+    }
+
+    /// `exit_group(code)`.
+    pub fn exit(code: i32) -> ! {
+        loop {
+            let _ = int_call(libc::SYS_exit_group, &[code as usize]);
+        }
+    }
 }
-use sys::sc;
+
+use sys::{Errno, SysResult};
 
 /// Everything the supervisor and the action read, at a stable address owned by the
 /// [`Supervised`] handle until the supervisor is reaped.
 #[repr(C)]
 struct ChildArgs {
+    /// Descriptors in the worker's table, copied into the supervisor's by `clone`.
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
     lifeline: RawFd,
     start: RawFd,
+    control: RawFd,
+    landlock: RawFd,
+    cgroup_procs: RawFd,
+    run_as: bool,
+    uid: u32,
+    gid: u32,
     program: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
     cwd: *const libc::c_char,
     action_stack_top: *mut c_void,
     supervisor_pid: libc::pid_t,
+    /// A stage to fail on purpose (0: none); tests only.
+    inject: i32,
     /// The action's wait status, written by the supervisor before it exits (-1: none).
     status: AtomicI64,
 }
@@ -169,25 +664,29 @@ struct Stack {
 impl Stack {
     fn new(len: usize) -> io::Result<Stack> {
         const GUARD: usize = 4096;
-        // SAFETY: an anonymous private mapping we own; the guard page is made inaccessible.
-        unsafe {
-            let base = libc::mmap(
+        // SAFETY: an anonymous private mapping we own.
+        let base = unsafe {
+            libc::mmap(
                 std::ptr::null_mut(),
                 len + GUARD,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
                 0,
-            );
-            if base == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            libc::mprotect(base, GUARD, libc::PROT_NONE);
-            Ok(Stack {
-                base,
-                len: len + GUARD,
-            })
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
         }
+        let stack = Stack {
+            base,
+            len: len + GUARD,
+        };
+        // SAFETY: the guard page is the first page of the mapping we just made.
+        if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
     }
 
     fn top(&self) -> *mut c_void {
@@ -205,7 +704,16 @@ impl Drop for Stack {
     }
 }
 
-/// A running, supervised action: the supervisor's pid is the process group id.
+/// A request to the supervisor about the action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGTERM, then SIGCONT (so a stopped action can act on it), to the action's group.
+    Terminate,
+    /// SIGKILL to the action's group; the supervisor then kills every descendant.
+    Kill,
+}
+
+/// A running, supervised action.
 pub struct Supervised {
     pid: libc::pid_t,
     pidfd: Option<OwnedFd>,
@@ -217,6 +725,7 @@ pub struct Supervised {
     pub stderr: Option<OwnedFd>,
     /// Read end of the start-failure pipe: EOF once the action has exec'd.
     pub start_pipe: Option<OwnedFd>,
+    control: OwnedFd,
     reaped: AtomicBool,
     memory: ChildMemory,
 }
@@ -251,16 +760,21 @@ fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Marks this process as not dumpable (no core dumps, no ptrace by other users, /proc
 /// files owned by root), as a worker must be.
 pub fn make_undumpable() {
-    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integer arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
+    // Best effort: only fails on kernels without PR_SET_DUMPABLE, which we do not support.
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0);
 }
 
-fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    let fd = sc!(libc::SYS_pidfd_open, pid, 0);
-    // SAFETY: the kernel returned a new descriptor that we now own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+#[cfg(test)]
+thread_local! {
+    /// The stage the next `spawn` on this thread fails on purpose.
+    static INJECT: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn injected_stage() -> i32 {
+    #[cfg(test)]
+    return INJECT.with(|c| c.replace(0));
+    #[cfg(not(test))]
+    0
 }
 
 /// Starts `spec` under a supervisor. Returns once the supervisor exists; whether the
@@ -271,6 +785,9 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
     let (stdout_r, stdout_w) = pipe_cloexec()?;
     let (stderr_r, stderr_w) = pipe_cloexec()?;
     let (start_r, start_w) = pipe_cloexec()?;
+    let (control_r, control_w) = pipe_cloexec()?;
+    // SAFETY: fcntl on a descriptor we own: a request must never block the worker.
+    unsafe { libc::fcntl(control_w.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
 
     let argv: Vec<*const libc::c_char> = spec
         .argv
@@ -285,18 +802,27 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
         .chain(std::iter::once(std::ptr::null()))
         .collect();
     let stacks = [Stack::new(64 * 1024)?, Stack::new(64 * 1024)?];
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let c = &spec.confinement;
     let args = Box::new(ChildArgs {
         stdin: stdin_r.as_raw_fd(),
         stdout: stdout_w.as_raw_fd(),
         stderr: stderr_w.as_raw_fd(),
         lifeline,
         start: start_w.as_raw_fd(),
+        control: control_r.as_raw_fd(),
+        landlock: raw(&c.landlock),
+        cgroup_procs: raw(&c.cgroup_procs),
+        run_as: c.run_as.is_some(),
+        uid: c.run_as.map_or(0, |(u, _)| u),
+        gid: c.run_as.map_or(0, |(_, g)| g),
         program: spec.program.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
         cwd: spec.cwd.as_ptr(),
         action_stack_top: stacks[1].top(),
         supervisor_pid: 0,
+        inject: injected_stage(),
         status: AtomicI64::new(-1),
     });
     let mut memory = ChildMemory {
@@ -310,7 +836,8 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
 
     // SAFETY: with every signal blocked in this thread, the supervisor starts with them
     // blocked and no handler of ours can run in it. It runs `supervisor_main` on its own
-    // stack, reading only `memory`, which outlives it (see `Supervised::drop`).
+    // stack, reading only `memory`, which outlives it (see `Supervised::drop`). The sets
+    // are plain data for the libc calls to read and fill.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -329,9 +856,13 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
         }
         pid
     };
-    drop((stdin_r, stdout_w, stderr_w, start_w));
+    // The supervisor has its own copies now; the confinement descriptors go with `memory`.
+    drop((stdin_r, stdout_w, stderr_w, start_w, control_r));
     // pidfd_open fails with ESRCH only once the supervisor has been reaped, which only we do.
-    let pidfd = pidfd_open(pid);
+    // SAFETY: on success the kernel returned a new descriptor that we now own.
+    let pidfd = sys::pidfd_open(pid)
+        .ok()
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(Supervised {
         pid,
         pidfd,
@@ -339,66 +870,100 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
         stdout: Some(stdout_r),
         stderr: Some(stderr_r),
         start_pipe: Some(start_r),
+        control: control_w,
         reaped: AtomicBool::new(false),
         memory,
     })
 }
 
-const FD_LIFELINE: usize = 3;
-const FD_START: usize = 4;
+// The supervisor's descriptor table: stdio, then these, nothing else.
+const FD_LIFELINE: RawFd = 3;
+const FD_START: RawFd = 4;
+const FD_CONTROL: RawFd = 5;
+const FD_LANDLOCK: RawFd = 6;
+const FD_CGROUP: RawFd = 7;
+const FD_FIRST_FREE: RawFd = 8;
+/// Where descriptors are parked while they are moved to their fixed numbers.
+const FD_PARK: RawFd = 64;
 
-fn exit(code: i32) -> ! {
-    loop {
-        sc!(libc::SYS_exit_group, code);
+/// Reports a failed `stage` on the start pipe and exits; never returns to the step after.
+fn fail(report_fd: RawFd, stage: Stage, errno: Errno) -> ! {
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&(stage as i32).to_ne_bytes());
+    msg[4..].copy_from_slice(&errno.0.to_ne_bytes());
+    // Nothing more can be done if the worker cannot be told: exit 127 says it anyway.
+    let _ = sys::write(report_fd, &msg);
+    sys::exit(127)
+}
+
+/// Checks one step: on failure (or a failure injected by a test) reports it and exits.
+fn step<T>(a: &ChildArgs, report_fd: RawFd, stage: Stage, r: SysResult<T>) -> T {
+    if a.inject == stage as i32 {
+        fail(report_fd, stage, Errno(libc::EPERM));
+    }
+    match r {
+        Ok(v) => v,
+        Err(e) => fail(report_fd, stage, e),
     }
 }
 
-/// Reports a start failure to the worker and exits.
-fn fail(stage: i32, neg_errno: isize) -> ! {
-    let msg: [i32; 2] = [stage, (-neg_errno) as i32];
-    sc!(
-        libc::SYS_write,
-        FD_START,
-        msg.as_ptr(),
-        std::mem::size_of_val(&msg)
-    );
-    exit(127)
+/// Moves the descriptors the supervisor keeps to their fixed numbers (via parked copies
+/// above `FD_PARK`, so no move clobbers a source) and closes every other one: other
+/// executions' pipes, the lifeline's write end, the worker's sockets and lock files.
+fn move_descriptors(a: &ChildArgs) -> SysResult {
+    let moves: [(RawFd, RawFd, i32); 8] = [
+        (a.stdin, 0, 0),
+        (a.stdout, 1, 0),
+        (a.stderr, 2, 0),
+        (a.lifeline, FD_LIFELINE, libc::O_CLOEXEC),
+        (a.start, FD_START, libc::O_CLOEXEC),
+        (a.control, FD_CONTROL, libc::O_CLOEXEC),
+        (a.landlock, FD_LANDLOCK, libc::O_CLOEXEC),
+        (a.cgroup_procs, FD_CGROUP, libc::O_CLOEXEC),
+    ];
+    let mut parked = [-1 as RawFd; 8];
+    for (i, (from, _, _)) in moves.iter().enumerate() {
+        if *from >= 0 {
+            parked[i] = sys::dup_above(*from, FD_PARK)?;
+        }
+    }
+    for (i, (_, to, flags)) in moves.iter().enumerate() {
+        if parked[i] >= 0 {
+            sys::dup3(parked[i], *to, *flags)?;
+        }
+    }
+    close_from(FD_FIRST_FREE);
+    Ok(())
 }
 
-/// The supervisor. Shares the worker's memory: raw system calls only.
+/// The supervisor. Shares the worker's memory: [`sys`] calls only. Its steps, in order:
+/// 1. its own process group, so nothing aimed at the worker's group reaches it;
+/// 2. its descriptors (see [`move_descriptors`]);
+/// 3. child subreaper, so the action's orphans come to it;
+/// 4. the working directory, which the action inherits;
+/// 5. the action, then supervision until the action ends or the worker dies.
 extern "C" fn supervisor_main(arg: *mut c_void) -> libc::c_int {
     // SAFETY: `arg` is the ChildArgs the worker keeps alive until it reaps us.
     let a = unsafe { &mut *arg.cast::<ChildArgs>() };
-    sc!(libc::SYS_setpgid, 0, 0);
-
-    // Lifeline and start pipe to fixed numbers (via high numbers, so no clash), stdio, then
-    // close everything else in our copy of the descriptor table: other executions' pipes,
-    // the lifeline's write end, the worker's sockets and lock files.
-    let l = sc!(libc::SYS_fcntl, a.lifeline, libc::F_DUPFD_CLOEXEC, 16);
-    let s = sc!(libc::SYS_fcntl, a.start, libc::F_DUPFD_CLOEXEC, 16);
-    if l < 0 || s < 0 {
-        exit(127);
+    step(a, a.start, Stage::SupervisorGroup, sys::setpgid(0, 0));
+    // Until the move succeeds the start pipe is still at its original number.
+    let moved = move_descriptors(a);
+    let report = if moved.is_ok() { FD_START } else { a.start };
+    step(a, report, Stage::Descriptors, moved);
+    step(
+        a,
+        FD_START,
+        Stage::Subreaper,
+        sys::prctl(libc::PR_SET_CHILD_SUBREAPER, 1),
+    );
+    if lifeline_hung_up() {
+        sys::exit(127);
     }
-    for (from, to) in [(a.stdin, 0), (a.stdout, 1), (a.stderr, 2)] {
-        if sc!(libc::SYS_dup3, from, to, 0) < 0 {
-            exit(127);
-        }
-    }
-    if sc!(libc::SYS_dup3, l, FD_LIFELINE, libc::O_CLOEXEC) < 0
-        || sc!(libc::SYS_dup3, s, FD_START, libc::O_CLOEXEC) < 0
-    {
-        exit(127);
-    }
-    close_from(FD_START + 1);
-
-    if lifeline_hung_up(0) {
-        exit(127);
-    }
-    let r = sc!(libc::SYS_chdir, a.cwd);
-    if r < 0 {
-        fail(1, r);
-    }
-    a.supervisor_pid = sc!(libc::SYS_getpid) as libc::pid_t;
+    // SAFETY: `cwd` points into the spec the worker keeps alive.
+    step(a, FD_START, Stage::WorkingDirectory, unsafe {
+        sys::chdir(a.cwd)
+    });
+    a.supervisor_pid = sys::getpid();
     // SAFETY: the action runs on its own stack and shares our memory until it execs
     // (CLONE_VFORK suspends us meanwhile); it reads only `a`.
     let child = unsafe {
@@ -409,157 +974,264 @@ extern "C" fn supervisor_main(arg: *mut c_void) -> libc::c_int {
             arg,
         )
     };
-    if child < 0 {
-        fail(2, -(libc::ENOMEM as isize));
+    let child = step(
+        a,
+        FD_START,
+        Stage::StartAction,
+        if child < 0 {
+            Err(Errno(libc::EAGAIN))
+        } else {
+            Ok(child)
+        },
+    );
+    // Only the action holds the stdio pipes, the start pipe and its confinement now.
+    for fd in [0, 1, 2, FD_START, FD_LANDLOCK, FD_CGROUP] {
+        // EBADF for the confinement descriptors not in use is expected.
+        let _ = sys::close(fd);
     }
-    // Only the action holds the stdio pipes and the start pipe now.
-    for fd in [0, 1, 2, FD_START] {
-        sc!(libc::SYS_close, fd);
-    }
+    supervise(a, child)
+}
 
-    let pidfd = sc!(libc::SYS_pidfd_open, child, 0);
-    let mut status: libc::c_int = 0;
+/// Waits for the action's end, passing the worker's requests on; then kills what is left
+/// and exits.
+fn supervise(a: &ChildArgs, child: libc::pid_t) -> ! {
+    // Without a pidfd (Linux < 5.3), the action's state is polled every 50 ms.
+    let pidfd = sys::pidfd_open(child).unwrap_or(-1);
+    let mut control = FD_CONTROL;
+    let mut worker_gone = false;
     loop {
         let mut pfds = [
             libc::pollfd {
-                fd: FD_LIFELINE as RawFd,
+                fd: FD_LIFELINE,
                 events: libc::POLLIN,
                 revents: 0,
             },
             libc::pollfd {
-                fd: pidfd as RawFd,
+                fd: control,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: pidfd,
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        // Without pidfd (Linux < 5.3), poll the action's status every 50 ms.
-        let timeout = libc::timespec {
+        let tick = libc::timespec {
             tv_sec: 0,
             tv_nsec: 50_000_000,
         };
-        let (n, ts) = if pidfd >= 0 {
-            (2, std::ptr::null())
-        } else {
-            (1, &timeout as *const _)
-        };
-        sc!(libc::SYS_ppoll, pfds.as_mut_ptr(), n, ts, 0, 8);
+        // An error (only EINTR or ENOMEM can happen) just means another round.
+        let _ = sys::ppoll(&mut pfds, (pidfd < 0).then_some(&tick));
         if pfds[0].revents != 0 {
-            // The worker is gone: nothing of the group may outlive it.
-            sc!(libc::SYS_kill, 0, libc::SIGKILL);
-            exit(137);
+            // The worker is gone: nothing of the action may outlive it.
+            let _ = sys::kill(-child, libc::SIGKILL);
+            worker_gone = true;
+            break;
         }
-        let done = sc!(
-            libc::SYS_wait4,
-            child,
-            &mut status as *mut libc::c_int,
-            libc::WNOHANG,
-            0
-        );
-        if done == child as isize {
+        if pfds[1].revents != 0 {
+            let mut buf = [0u8; 16];
+            match sys::read(control, &mut buf) {
+                Ok(n) if n > 0 => {
+                    for b in &buf[..n] {
+                        // Delivery to a group already gone (ESRCH) is no error.
+                        let _ = match b {
+                            b'T' => sys::kill(-child, libc::SIGTERM)
+                                .and_then(|()| sys::kill(-child, libc::SIGCONT)),
+                            _ => sys::kill(-child, libc::SIGKILL),
+                        };
+                    }
+                }
+                Err(Errno(libc::EINTR | libc::EAGAIN)) => {}
+                _ => {
+                    // The worker dropped its handle without a word: the action must end.
+                    let _ = sys::kill(-child, libc::SIGKILL);
+                    control = -1;
+                }
+            }
+        }
+        if matches!(sys::has_exited(child), Ok(true) | Err(_)) {
             break;
         }
     }
-    a.status.store(i64::from(status), Ordering::Release);
-    exit(0)
+    // The action is a zombie (or SIGKILLed), so its group id cannot have been reused: kill
+    // what is left of the group, then reap the action.
+    let _ = sys::kill(-child, libc::SIGKILL);
+    if let Ok((pid, status)) = sys::wait4(child, libc::__WALL) {
+        if pid == child {
+            a.status.store(i64::from(status), Ordering::Release);
+        }
+    }
+    kill_descendants();
+    sys::exit(if worker_gone { 137 } else { 0 })
 }
 
-/// The action, until exec: default signal handling, an empty mask, and death with the
-/// supervisor should the supervisor itself be SIGKILLed.
+/// Kills and reaps every remaining descendant. The action's orphans were re-parented to
+/// us (we are the subreaper), so each round kills our children as `/proc` lists them and
+/// reaps those that died, until no child is left. Gives up after about ten seconds (a
+/// process stuck in the kernel), or after 100 ms when `/proc` cannot be read.
+fn kill_descendants() {
+    for round in 0..10_000 {
+        let listed = kill_children();
+        loop {
+            match sys::wait4(-1, libc::WNOHANG | libc::__WALL) {
+                Ok((0, _)) => break,
+                Ok(_) | Err(Errno(libc::EINTR)) => continue,
+                // ECHILD: nothing left.
+                Err(_) => return,
+            }
+        }
+        if !listed && round >= 100 {
+            return;
+        }
+        sys::sleep_ms(1);
+    }
+}
+
+/// SIGKILLs every child listed in `/proc/thread-self/children`; false if it can't be read.
+fn kill_children() -> bool {
+    let Ok(fd) = sys::open(
+        c"/proc/thread-self/children",
+        libc::O_RDONLY | libc::O_CLOEXEC,
+    ) else {
+        return false;
+    };
+    let mut buf = [0u8; 512];
+    let mut pid: i32 = 0;
+    let mut ok = true;
+    loop {
+        let n = match sys::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(Errno(libc::EINTR)) => continue,
+            Err(_) => {
+                ok = false;
+                break;
+            }
+        };
+        for &b in &buf[..n] {
+            if b.is_ascii_digit() {
+                pid = pid.saturating_mul(10).saturating_add(i32::from(b - b'0'));
+            } else {
+                if pid > 0 {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                }
+                pid = 0;
+            }
+        }
+    }
+    if pid > 0 {
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    let _ = sys::close(fd);
+    ok
+}
+
+/// The action, until exec. Its steps, in order (each one checked, see [`Stage`]):
+/// 1. its own process group, which the worker's requests address;
+/// 2. default signal handlers (the supervisor's mask stays until step 11);
+/// 3. its cgroup, while it still has the privilege to move itself;
+/// 4. no core dumps;
+/// 5. dropping supplementary groups, 6. the run-as gid, 7. the run-as uid;
+/// 8. death with the supervisor; after step 7, since a credential change clears it; then
+///    a check that the supervisor has not died already;
+/// 9. no_new_privs, which Landlock requires;
+/// 10. the Landlock ruleset;
+/// 11. an empty signal mask;
+/// 12. exec.
 extern "C" fn action_main(arg: *mut c_void) -> libc::c_int {
     // SAFETY: see `supervisor_main`; the supervisor is suspended until we exec or exit.
     let a = unsafe { &*arg.cast::<ChildArgs>() };
-    let default_action = [0u64; 4];
-    for sig in 1..65usize {
-        if sig != libc::SIGKILL as usize && sig != libc::SIGSTOP as usize {
-            sc!(libc::SYS_rt_sigaction, sig, default_action.as_ptr(), 0, 8);
+    let r = FD_START;
+    step(a, r, Stage::ActionGroup, sys::setpgid(0, 0));
+    for sig in 1..65 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            step(a, r, Stage::Signals, sys::default_signal(sig));
         }
     }
-    sc!(
-        libc::SYS_prctl,
-        libc::PR_SET_PDEATHSIG,
-        libc::SIGKILL,
-        0,
-        0,
-        0
-    );
-    if sc!(libc::SYS_getppid) != a.supervisor_pid as isize {
-        exit(127);
+    if a.cgroup_procs >= 0 {
+        step(a, r, Stage::Cgroup, sys::write(FD_CGROUP, b"0"));
     }
-    let empty: u64 = 0;
-    sc!(
-        libc::SYS_rt_sigprocmask,
-        libc::SIG_SETMASK,
-        &empty as *const u64,
-        0,
-        8
+    step(a, r, Stage::CoreLimit, sys::no_core_dumps());
+    if a.run_as {
+        step(a, r, Stage::Groups, sys::drop_groups());
+        step(a, r, Stage::Gid, sys::setresgid(a.gid));
+        step(a, r, Stage::Uid, sys::setresuid(a.uid));
+    }
+    step(
+        a,
+        r,
+        Stage::DeathSignal,
+        sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as usize),
     );
-    let r = sc!(libc::SYS_execve, a.program, a.argv, a.envp);
-    fail(3, r)
+    if sys::getppid() != a.supervisor_pid {
+        fail(r, Stage::DeathSignal, Errno(libc::ESRCH));
+    }
+    step(
+        a,
+        r,
+        Stage::NoNewPrivs,
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1),
+    );
+    if a.landlock >= 0 {
+        step(
+            a,
+            r,
+            Stage::Landlock,
+            sys::landlock_restrict_self(FD_LANDLOCK),
+        );
+    }
+    step(a, r, Stage::SignalMask, sys::unblock_all_signals());
+    let exec = if a.inject == Stage::Exec as i32 {
+        Errno(libc::EPERM)
+    } else {
+        // SAFETY: program, argv and envp point into the spec the worker keeps alive.
+        unsafe { sys::execve(a.program, a.argv, a.envp) }
+    };
+    fail(r, Stage::Exec, exec)
 }
 
-fn lifeline_hung_up(timeout_ms: i64) -> bool {
-    let mut p = libc::pollfd {
-        fd: FD_LIFELINE as RawFd,
+fn lifeline_hung_up() -> bool {
+    let mut p = [libc::pollfd {
+        fd: FD_LIFELINE,
         events: libc::POLLIN,
         revents: 0,
-    };
-    let ts = libc::timespec {
+    }];
+    let now = libc::timespec {
         tv_sec: 0,
-        tv_nsec: timeout_ms * 1_000_000,
+        tv_nsec: 0,
     };
-    sc!(
-        libc::SYS_ppoll,
-        &mut p as *mut libc::pollfd,
-        1,
-        &ts as *const libc::timespec,
-        0,
-        8
-    ) > 0
-        && p.revents != 0
+    matches!(sys::ppoll(&mut p, Some(&now)), Ok(n) if n > 0) && p[0].revents != 0
 }
 
-fn close_from(first: usize) {
-    if sc!(libc::SYS_close_range, first, u32::MAX, 0) == 0 {
+fn close_from(first: RawFd) {
+    if sys::close_range(first).is_ok() {
         return;
     }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let max = if sc!(
-        libc::SYS_prlimit64,
-        0,
-        libc::RLIMIT_NOFILE,
-        0,
-        &mut lim as *mut libc::rlimit
-    ) == 0
-    {
-        lim.rlim_cur.min(1 << 20) as usize
-    } else {
-        4096
-    };
-    for fd in first..max {
-        sc!(libc::SYS_close, fd);
+    // Linux < 5.9: one by one; EBADF for the gaps is expected.
+    for fd in first..sys::max_files() as RawFd {
+        let _ = sys::close(fd);
     }
 }
 
 impl Supervised {
-    /// The process group id (the supervisor's pid).
-    pub fn pgid(&self) -> libc::pid_t {
+    /// The supervisor's pid.
+    pub fn pid(&self) -> libc::pid_t {
         self.pid
     }
 
-    /// Sends `sig` to every process of the action's group. A no-op once reaped.
-    pub fn signal_group(&self, sig: libc::c_int) {
-        if !self.reaped.load(Ordering::SeqCst) {
-            // SAFETY: the supervisor is not reaped, so its pid still names our group.
-            unsafe {
-                libc::kill(-self.pid, sig);
-            }
-        }
+    /// Asks the supervisor to signal the action's group. A no-op once the supervisor is
+    /// gone.
+    pub fn request(&self, request: Request) {
+        let byte = match request {
+            Request::Terminate => b"T",
+            Request::Kill => b"K",
+        };
+        // EPIPE or EAGAIN: the supervisor is gone or has a backlog of requests already.
+        let _ = sys::write(self.control.as_raw_fd(), byte);
     }
 
-    /// Waits for the supervisor to exit, kills whatever is left of the group, reaps it.
+    /// Waits for the supervisor to exit (after it has killed every descendant), reaps it.
     pub async fn wait(&self) -> io::Result<ExitStatus> {
         if self.reaped.load(Ordering::SeqCst) {
             return Err(io::Error::other("already reaped"));
@@ -577,7 +1249,7 @@ impl Supervised {
             }
             None => loop {
                 // No pidfd (Linux < 5.3): poll the supervisor's state.
-                if self.exited_without_reaping() {
+                if matches!(sys::has_exited(self.pid), Ok(true)) {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -586,35 +1258,18 @@ impl Supervised {
         Ok(self.reap())
     }
 
-    /// Whether the supervisor has exited, leaving it unreaped (WNOWAIT).
-    fn exited_without_reaping(&self) -> bool {
-        // SAFETY: waitid with WNOWAIT only inspects our own child; siginfo_t is plain data.
-        unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            let r = libc::waitid(
-                libc::P_PID,
-                self.pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            );
-            r == 0 && info.si_pid() == self.pid
-        }
-    }
-
-    /// Kills the rest of the group, then reaps the (exited) supervisor. The action's status
-    /// is what the supervisor recorded; if the supervisor itself was killed (timeout or
-    /// cancel escalated to SIGKILL), it is the supervisor's.
+    /// Reaps the supervisor, blocking until it exits. The action's status is what the
+    /// supervisor recorded; if the supervisor itself was killed, it is the supervisor's.
     fn reap(&self) -> ExitStatus {
-        // The supervisor is a zombie, so its pid, our group id, cannot be reused yet.
-        self.signal_group(libc::SIGKILL);
         let mut status: libc::c_int = 0;
         loop {
-            // SAFETY: waiting for our own child.
-            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) };
-            if r == self.pid
-                || (r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
-            {
-                break;
+            match sys::wait4(self.pid, libc::__WALL) {
+                Ok((pid, st)) if pid == self.pid => {
+                    status = st;
+                    break;
+                }
+                Err(Errno(libc::EINTR)) | Ok(_) => continue,
+                Err(_) => break,
             }
         }
         self.reaped.store(true, Ordering::SeqCst);
@@ -635,9 +1290,155 @@ impl Supervised {
 impl Drop for Supervised {
     fn drop(&mut self) {
         if !self.reaped.load(Ordering::SeqCst) {
-            self.signal_group(libc::SIGKILL);
+            self.request(Request::Kill);
             self.reap();
         }
         // Only now may the children's memory (stacks, args) go away.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cstr(s: &str) -> CString {
+        CString::new(s).expect("no NUL")
+    }
+
+    /// A Landlock ruleset that restricts nothing the test program needs (making sockets).
+    fn harmless_ruleset() -> Option<OwnedFd> {
+        #[repr(C)]
+        struct Attr {
+            fs: u64,
+        }
+        let attr = Attr { fs: 1 << 9 };
+        // SAFETY: `attr` is a valid ruleset attribute of the size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const Attr,
+                std::mem::size_of::<Attr>(),
+                0u32,
+            )
+        };
+        // SAFETY: a new descriptor we own.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    fn run(
+        dir: &Path,
+        confinement: Confinement,
+        inject: Option<Stage>,
+    ) -> (ExitStatus, Option<StartFailure>) {
+        let marker = dir.join("ran");
+        let spec = SpawnSpec {
+            program: cstr("/bin/sh"),
+            argv: vec![
+                cstr("sh"),
+                cstr("-c"),
+                cstr(&format!("echo yes > '{}'", marker.display())),
+            ],
+            envp: vec![cstr("PATH=/usr/bin:/bin")],
+            cwd: cstr(&dir.display().to_string()),
+            confinement,
+        };
+        INJECT.with(|c| c.set(inject.map_or(0, |s| s as i32)));
+        let mut child = spawn(spec).expect("spawn");
+        let start = child.start_pipe.take().expect("start pipe");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let exit = rt.block_on(child.wait()).expect("wait");
+        let mut buf = [0u8; 8];
+        let mut file = std::fs::File::from(start);
+        let got = std::io::Read::read(&mut file, &mut buf).expect("read start pipe");
+        (exit, (got == 8).then(|| StartFailure::decode(buf)))
+    }
+
+    /// Every stage, made to fail, is reported as itself, and the program never runs. As
+    /// root every stage is reached (run-as, Landlock, a cgroup when one can be made).
+    #[test]
+    fn every_stage_fails_alone_and_never_execs() {
+        let root = unsafe { libc::geteuid() } == 0;
+        let cg = crate::sandbox::CgroupParent::create().ok();
+        let mut reached = Vec::new();
+        for stage in Stage::ALL {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let exec_cg = cg.as_ref().map(|c| c.exec_cgroup().expect("exec cgroup"));
+            let confinement = Confinement {
+                landlock: harmless_ruleset(),
+                cgroup_procs: exec_cg.as_ref().map(|c| c.procs().expect("procs")),
+                run_as: root.then(|| unsafe { (libc::getuid(), libc::getgid()) }),
+            };
+            let optional = match stage {
+                Stage::Cgroup => confinement.cgroup_procs.is_some(),
+                Stage::Groups | Stage::Gid | Stage::Uid => root,
+                Stage::Landlock => confinement.landlock.is_some(),
+                _ => true,
+            };
+            let (exit, failure) = run(dir.path(), confinement, Some(stage));
+            if !optional {
+                continue;
+            }
+            reached.push(stage);
+            assert_eq!(
+                failure,
+                Some(StartFailure {
+                    stage,
+                    errno: libc::EPERM
+                }),
+                "{stage:?}"
+            );
+            assert_eq!(exit, ExitStatus::Exited(127), "{stage:?}");
+            assert!(
+                !dir.path().join("ran").exists(),
+                "{stage:?}: the program ran"
+            );
+            assert!(
+                failure
+                    .expect("failure")
+                    .to_string()
+                    .starts_with(stage.describe()),
+                "{stage:?}"
+            );
+        }
+        if root {
+            assert!(reached.len() >= Stage::ALL.len() - 1, "{reached:?}");
+        }
+        // And without an injected failure, the program runs.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (exit, failure) = run(dir.path(), Confinement::default(), None);
+        assert_eq!((exit, failure), (ExitStatus::Exited(0), None));
+        assert!(dir.path().join("ran").exists());
+    }
+
+    #[test]
+    fn a_real_failure_names_its_stage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = SpawnSpec {
+            program: cstr("/nonexistent/program"),
+            argv: vec![cstr("x")],
+            envp: vec![],
+            cwd: cstr(&dir.path().display().to_string()),
+            confinement: Confinement::default(),
+        };
+        let mut child = spawn(spec).expect("spawn");
+        let start = child.start_pipe.take().expect("start pipe");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _ = rt.block_on(child.wait()).expect("wait");
+        let mut buf = [0u8; 8];
+        let got = std::io::Read::read(&mut std::fs::File::from(start), &mut buf).expect("read");
+        assert_eq!(got, 8);
+        let f = StartFailure::decode(buf);
+        assert_eq!((f.stage, f.errno), (Stage::Exec, libc::ENOENT));
+        assert_eq!(
+            f.to_string(),
+            "executing the program failed: No such file or directory (os error 2)"
+        );
     }
 }

@@ -112,7 +112,7 @@ fn private_dir(dir: &Path) -> Result<(), WorkspaceError> {
     Ok(())
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::fill(&mut buf).is_err() {
         // Uniqueness, not secrecy, is what matters here; O_EXCL catches any clash.
@@ -219,6 +219,14 @@ impl Workspace {
             _lock: lock,
             notes: Vec::new(),
         })
+    }
+
+    /// What no action may reach: the data dir, and the runtime root with every worker's
+    /// execution directories (each action gets its own back explicitly).
+    pub fn protected(&self, data_dir: &Path) -> Vec<PathBuf> {
+        let mut paths = vec![data_dir.to_path_buf()];
+        paths.extend(self.dir.parent().map(Path::to_path_buf));
+        paths
     }
 
     /// This worker's directory.
@@ -348,6 +356,17 @@ impl ExecDir {
             .map_err(io_err(&path))?;
         f.write_all(doc).map_err(io_err(&path))?;
         Ok(path)
+    }
+
+    /// Hands the directory and everything in it (the parameter file) to the user an action
+    /// runs as: that user, and no one else, can then read them.
+    pub fn give_to(&self, uid: u32, gid: u32) -> Result<(), WorkspaceError> {
+        std::os::unix::fs::lchown(&self.path, Some(uid), Some(gid)).map_err(io_err(&self.path))?;
+        for entry in fs::read_dir(&self.path).map_err(io_err(&self.path))? {
+            let path = entry.map_err(io_err(&self.path))?.path();
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(io_err(&path))?;
+        }
+        Ok(())
     }
 
     /// Removes the directory and everything in it.

@@ -227,7 +227,15 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         log::warn(note);
     }
     log::info(&workspace.describe());
-    let runner = Runner::new(config.runner.clone(), workspace);
+    let sandbox = attune_runner::Sandbox::new(&workspace.protected(&data), None);
+    for line in sandbox.describe() {
+        if sandbox.degraded() && line.starts_with("sandbox") {
+            log::warn(&line);
+        } else {
+            log::info(&line);
+        }
+    }
+    let runner = Runner::new(config.runner.clone(), workspace, sandbox);
     let catalog = Arc::new(Catalog::new(data.join("packs")));
     let app = Arc::new(App {
         store,

@@ -126,7 +126,8 @@ struct Outcome {
 fn torture(workers: &str, pauses: &[f64], gap: Duration, kill_window_ms: (u64, u64)) -> Outcome {
     let mut rng = Rng::from_env_or_clock();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let state = state_dir();
+    let data = state.path().join("data");
     marker_pack(&tmp.path().join("mark"));
     let mark = tmp.path().join("marks.txt");
     let mut acknowledged: Vec<i64> = Vec::new();

@@ -177,7 +177,8 @@ fn five_hundred_executions_from_twenty_clients_each_run_exactly_once() {
 #[test]
 fn after_kill_9_every_acknowledged_execution_finishes_or_runs_and_none_runs_twice() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let state = state_dir();
+    let data = state.path().join("data");
     marker_pack(&tmp.path().join("mark"));
     let mark = tmp.path().join("marks.txt");
     let s = TestServer::start_in(&data, &["--workers", "2"]);

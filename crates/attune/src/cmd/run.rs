@@ -38,7 +38,8 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     let id = attune_runner::new_execution_id("local");
     let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout)?;
     let workspace = Workspace::open(data_dir, "local").map_err(CliError::failure)?;
-    let runner = Runner::new(config, workspace);
+    let sandbox = attune_runner::Sandbox::new(&workspace.protected(data_dir), None);
+    let runner = Runner::new(config, workspace, sandbox);
 
     let rt = super::runtime()?;
     let outcome = rt.block_on(async {

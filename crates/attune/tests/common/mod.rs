@@ -16,6 +16,17 @@ pub struct TestPack {
     pub tmp: tempfile::TempDir,
     pub dir: PathBuf,
     pub data: PathBuf,
+    pub data_tmp: tempfile::TempDir,
+}
+
+/// A fresh directory for a data dir, outside `/tmp`: the sandbox denies actions the data
+/// dir, and a data dir inside `/tmp` would keep them from creating files directly in the
+/// test's own `/tmp` directories.
+pub fn state_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("state")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 impl TestPack {
@@ -29,8 +40,14 @@ impl TestPack {
             format!("ref: {name}\nversion: \"1.0\"\n"),
         )
         .unwrap();
-        let data = tmp.path().join("data");
-        TestPack { tmp, dir, data }
+        let data_tmp = state_dir();
+        let data = data_tmp.path().join("data");
+        TestPack {
+            tmp,
+            dir,
+            data,
+            data_tmp,
+        }
     }
 
     /// Writes actions/<file> with `content`; `exec` sets mode 0755.
@@ -209,7 +226,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `extra` arguments in a fresh data dir.
     pub fn start(extra: &[&str]) -> TestServer {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = state_dir();
         let data = tmp.path().join("data");
         let mut s = TestServer::start_in(&data, extra);
         s.tmp_dir = Some(tmp);
@@ -493,7 +510,7 @@ pub fn marker_pack(dir: &std::path::Path) {
     .unwrap();
     std::fs::write(
         dir.join("actions/mark.sh"),
-        "#!/bin/bash\nIFS= read -r p\necho \"$ATTUNE_EXECUTION_ID\" >> \"$MARK\"\n[[ $p =~ \\\"pause\\\":([0-9.]+) ]] && sleep \"${BASH_REMATCH[1]}\"\nexit 0\n",
+        "#!/bin/bash\nIFS= read -r p\necho \"$ATTUNE_EXECUTION_ID\" >> \"$MARK\" || exit 3\n[[ $p =~ \\\"pause\\\":([0-9.]+) ]] && sleep \"${BASH_REMATCH[1]}\"\nexit 0\n",
     )
     .unwrap();
 }

@@ -1,0 +1,528 @@
+//! What confines an action (DESIGN.md §3, Sandbox): a Landlock ruleset, a cgroup per
+//! execution, and the credentials it runs with. Everything here runs in the worker, before
+//! the spawn; the children only enforce what was prepared (see [`crate::spawn`]).
+//!
+//! Landlock is used through its three system calls directly rather than the `landlock`
+//! crate: the ruleset must be *enforced* in the pre-exec action, which shares the worker's
+//! memory and may only make raw system calls, so what the worker needs is the ruleset's
+//! descriptor, built once per execution from rules opened once per worker.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+// Landlock access rights for files and directories (include/uapi/linux/landlock.h).
+const EXECUTE: u64 = 1 << 0;
+const WRITE_FILE: u64 = 1 << 1;
+const READ_FILE: u64 = 1 << 2;
+const READ_DIR: u64 = 1 << 3;
+const TRUNCATE: u64 = 1 << 14;
+const IOCTL_DEV: u64 = 1 << 15;
+/// Every right of ABI 1 (execute … make_sym).
+const ABI1: u64 = (1 << 13) - 1;
+const REFER: u64 = 1 << 13;
+/// The rights a rule on a file (not a directory) may carry.
+const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
+/// Read and run: what the action gets on the system and on its own pack.
+const READ_RUN: u64 = EXECUTE | READ_FILE | READ_DIR;
+const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+const SCOPE_SIGNAL: u64 = 1 << 1;
+const RULE_PATH_BENEATH: u32 = 1;
+const CREATE_RULESET_VERSION: u32 = 1;
+
+#[repr(C)]
+struct RulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+/// The Landlock ABI the kernel offers, or why there is none.
+fn landlock_abi() -> Result<i32, io::Error> {
+    // SAFETY: the version query takes no attribute pointer.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            CREATE_RULESET_VERSION,
+        )
+    };
+    if v < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(v as i32)
+    }
+}
+
+/// The worker's half of the Landlock policy: the rights this kernel can enforce and the
+/// system rules, opened once. Each execution adds its own directory and pack.
+#[derive(Debug)]
+struct Landlock {
+    abi: i32,
+    handled: u64,
+    scoped: u64,
+    rules: Vec<(OwnedFd, u64)>,
+}
+
+impl Landlock {
+    fn new(abi: i32, protected: &[PathBuf]) -> Landlock {
+        let mut handled = ABI1;
+        if abi >= 2 {
+            handled |= REFER;
+        }
+        if abi >= 3 {
+            handled |= TRUNCATE;
+        }
+        if abi >= 5 {
+            handled |= IOCTL_DEV;
+        }
+        let scoped = if abi >= 6 {
+            SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
+        } else {
+            0
+        };
+        let mut rules = Vec::new();
+        // The system, read-only: programs, libraries, configuration, /proc.
+        grant(Path::new("/"), READ_RUN, protected, &mut rules);
+        // Devices: /dev/null, /dev/tty, /dev/urandom … are written to and ioctl'd.
+        grant(
+            Path::new("/dev"),
+            READ_RUN | WRITE_FILE | TRUNCATE | IOCTL_DEV,
+            protected,
+            &mut rules,
+        );
+        // The shared scratch directories, fully.
+        for tmp in ["/tmp", "/var/tmp"] {
+            grant(Path::new(tmp), handled, protected, &mut rules);
+        }
+        Landlock {
+            abi,
+            handled,
+            scoped,
+            rules,
+        }
+    }
+
+    /// A ruleset for one execution: the system rules, plus everything in `exec_dir` and
+    /// read-and-run in `pack_dir`.
+    fn ruleset(&self, exec_dir: &Path, pack_dir: Option<&Path>) -> io::Result<OwnedFd> {
+        let attr = RulesetAttr {
+            handled_access_fs: self.handled,
+            handled_access_net: 0,
+            scoped: self.scoped,
+        };
+        let size = match self.abi {
+            ..=3 => 8,
+            4 | 5 => 16,
+            _ => std::mem::size_of::<RulesetAttr>(),
+        };
+        // SAFETY: `attr` is a valid attribute of at least `size` bytes, read during the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const RulesetAttr,
+                size,
+                0u32,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel returned a new descriptor that we now own.
+        let ruleset = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        for (fd, rights) in &self.rules {
+            self.add(&ruleset, fd.as_raw_fd(), *rights)?;
+        }
+        let own = open_path(exec_dir)?;
+        self.add(&ruleset, own.0.as_raw_fd(), self.handled)?;
+        if let Some(pack) = pack_dir {
+            let (fd, is_dir) = open_path(pack)?;
+            let rights = if is_dir {
+                READ_RUN
+            } else {
+                READ_RUN & FILE_RIGHTS
+            };
+            self.add(&ruleset, fd.as_raw_fd(), rights)?;
+        }
+        Ok(ruleset)
+    }
+
+    fn add(&self, ruleset: &OwnedFd, parent: RawFd, rights: u64) -> io::Result<()> {
+        let attr = PathBeneathAttr {
+            allowed_access: rights & self.handled,
+            parent_fd: parent,
+        };
+        // SAFETY: `attr` is a valid path-beneath attribute, read during the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                ruleset.as_raw_fd(),
+                RULE_PATH_BENEATH,
+                &attr as *const PathBeneathAttr,
+                0u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Opens `path` (not following a final symlink) for use as a rule's anchor; also says
+/// whether it is a directory.
+fn open_path(path: &Path) -> io::Result<(OwnedFd, bool)> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
+    // SAFETY: `c` is a valid C string for the call.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fstat fills the zeroed struct, which outlives the call.
+    let mode = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd.as_raw_fd(), &mut st) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        st.st_mode & libc::S_IFMT
+    };
+    if mode == libc::S_IFLNK {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a symlink"));
+    }
+    Ok((fd, mode == libc::S_IFDIR))
+}
+
+/// Grants `rights` beneath `path`, except beneath any protected path: a directory that
+/// holds one is split into its entries, each granted alone. Symlinks are skipped: access is
+/// checked on what they resolve to.
+fn grant(path: &Path, rights: u64, protected: &[PathBuf], rules: &mut Vec<(OwnedFd, u64)>) {
+    if protected.iter().any(|p| p == path) {
+        return;
+    }
+    if protected.iter().any(|p| p.starts_with(path)) {
+        let Ok(entries) = fs::read_dir(path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            grant(&entry.path(), rights, protected, rules);
+        }
+        return;
+    }
+    if let Ok((fd, is_dir)) = open_path(path) {
+        rules.push((fd, if is_dir { rights } else { rights & FILE_RIGHTS }));
+    }
+}
+
+/// The cgroup v2 directory this process lives in, if the unified hierarchy is mounted.
+fn own_cgroup() -> Option<PathBuf> {
+    let cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mounts = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in mounts.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if right.split(' ').next() != Some("cgroup2") {
+            continue;
+        }
+        let fields: Vec<&str> = left.split(' ').collect();
+        let (Some(root), Some(mount)) = (fields.get(3), fields.get(4)) else {
+            continue;
+        };
+        let inner = rel.strip_prefix(root)?;
+        return Some(Path::new(mount).join(inner.trim_start_matches('/')));
+    }
+    None
+}
+
+/// This worker's cgroup for executions, `attune-<pid>-<n>` beside the worker in its own
+/// cgroup; removed with everything in it when dropped.
+#[derive(Debug)]
+pub struct CgroupParent {
+    dir: PathBuf,
+    next: AtomicU64,
+}
+
+impl CgroupParent {
+    /// Creates it, if the worker's cgroup is writable (root, or a delegated subtree).
+    /// Leftovers of dead workers are removed first.
+    pub fn create() -> io::Result<CgroupParent> {
+        let base = own_cgroup().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "no cgroup v2 hierarchy is mounted")
+        })?;
+        sweep_cgroups(&base);
+        let dir = base.join(format!(
+            "attune-{}-{}",
+            std::process::id(),
+            crate::workdir::random_hex(4)
+        ));
+        fs::create_dir(&dir)?;
+        if !dir.join("cgroup.kill").exists() {
+            let _ = fs::remove_dir(&dir);
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "cgroup.kill is missing (Linux < 5.14)",
+            ));
+        }
+        Ok(CgroupParent {
+            dir,
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A fresh cgroup for one execution.
+    pub fn exec_cgroup(&self) -> io::Result<ExecCgroup> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.join(format!("x{n}"));
+        fs::create_dir(&dir)?;
+        Ok(ExecCgroup { dir })
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.dir);
+    }
+}
+
+/// Kills everything in a cgroup tree and removes it.
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    kill_and_remove(dir);
+}
+
+fn kill_and_remove(dir: &Path) {
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+    {
+        let _ = f.write_all(b"1");
+    }
+    // The killed processes leave asynchronously; rmdir succeeds once the last is gone.
+    for _ in 0..400 {
+        match fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Removes the `attune-<pid>-*` cgroups of workers that no longer run.
+fn sweep_cgroups(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("attune-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+}
+
+/// One execution's cgroup: everything in it is killed and the cgroup removed on drop.
+#[derive(Debug)]
+pub struct ExecCgroup {
+    dir: PathBuf,
+}
+
+impl ExecCgroup {
+    /// Its `cgroup.procs`, open for writing: the action writes "0" to it to join.
+    pub fn procs(&self) -> io::Result<OwnedFd> {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.procs"))?;
+        Ok(OwnedFd::from(f))
+    }
+}
+
+impl Drop for ExecCgroup {
+    fn drop(&mut self) {
+        kill_and_remove(&self.dir);
+    }
+}
+
+/// How actions are confined, decided once per worker.
+#[derive(Debug)]
+pub struct Sandbox {
+    landlock: Option<Landlock>,
+    landlock_missing: Option<String>,
+    cgroup: Option<CgroupParent>,
+    run_as: Option<RunAs>,
+}
+
+/// The user actions run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// The name given.
+    pub name: String,
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// Looks a user up by name or number in the password database.
+    pub fn lookup(user: &str) -> Result<RunAs, String> {
+        let c = CString::new(user).map_err(|_| format!("bad user name {user:?}"))?;
+        // SAFETY: getpwnam/getpwuid return a pointer to static storage or NULL; we copy
+        // what we need before any other call. The worker is single-threaded at start.
+        unsafe {
+            let mut pw = libc::getpwnam(c.as_ptr());
+            if pw.is_null() {
+                if let Ok(uid) = user.parse::<u32>() {
+                    pw = libc::getpwuid(uid);
+                }
+            }
+            if pw.is_null() {
+                return Err(format!("no user {user:?} in the password database"));
+            }
+            Ok(RunAs {
+                name: user.to_string(),
+                uid: (*pw).pw_uid,
+                gid: (*pw).pw_gid,
+            })
+        }
+    }
+}
+
+impl Sandbox {
+    /// Sets up confinement for a worker. `protected` are the paths no action may reach (the
+    /// data dir, the runtime root); `run_as` is the user actions run as, if not ours.
+    pub fn new(protected: &[PathBuf], run_as: Option<RunAs>) -> Sandbox {
+        let protected: Vec<PathBuf> = protected
+            .iter()
+            .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+            .collect();
+        let (landlock, landlock_missing) = match landlock_abi() {
+            Ok(abi) if abi >= 1 => (Some(Landlock::new(abi, &protected)), None),
+            Ok(_) => (None, Some("the kernel reports no Landlock ABI".to_string())),
+            Err(e) => (None, Some(format!("Landlock is unavailable: {e}"))),
+        };
+        Sandbox {
+            landlock,
+            landlock_missing,
+            cgroup: CgroupParent::create().ok(),
+            run_as,
+        }
+    }
+
+    /// A sandbox that confines nothing (tests of the engine alone).
+    pub fn none() -> Sandbox {
+        Sandbox {
+            landlock: None,
+            landlock_missing: Some("disabled".into()),
+            cgroup: None,
+            run_as: None,
+        }
+    }
+
+    /// True when the file-system sandbox is missing: actions can reach the data dir.
+    pub fn degraded(&self) -> bool {
+        self.landlock.is_none()
+    }
+
+    /// The user actions run as, if not the worker's.
+    pub fn run_as(&self) -> Option<&RunAs> {
+        self.run_as.as_ref()
+    }
+
+    /// One line per aspect, for the log and `--help`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        match (&self.landlock, &self.landlock_missing) {
+            (Some(l), _) => lines.push(format!(
+                "sandbox: Landlock ABI {} confines each action to its own directory, its pack (read-only), /tmp and the read-only system; the data dir and other executions are out of reach",
+                l.abi
+            )),
+            (None, why) => lines.push(format!(
+                "sandbox DEGRADED: {}; actions can reach everything the run-as user can",
+                why.as_deref().unwrap_or("no Landlock")
+            )),
+        }
+        match &self.cgroup {
+            Some(c) => lines.push(format!(
+                "descendants: each execution gets a cgroup under {} (ended with cgroup.kill), and its supervisor kills every leftover descendant",
+                c.dir().display()
+            )),
+            None => lines.push(
+                "descendants: the supervisor (a child subreaper) kills every leftover descendant; no writable cgroup v2 subtree, so no per-execution cgroup".to_string(),
+            ),
+        }
+        lines.push(match &self.run_as {
+            Some(r) => format!("actions run as {} (uid {}, gid {})", r.name, r.uid, r.gid),
+            None => "actions run as the server's own user".to_string(),
+        });
+        lines
+    }
+
+    /// The confinement of one execution, and its cgroup (kept until the supervisor is
+    /// reaped, then dropped to kill whatever is left and remove it).
+    pub fn confine(
+        &self,
+        exec_dir: &Path,
+        pack_dir: Option<&Path>,
+    ) -> io::Result<(crate::spawn::Confinement, Option<ExecCgroup>)> {
+        let landlock = match &self.landlock {
+            Some(l) => Some(l.ruleset(exec_dir, pack_dir)?),
+            None => None,
+        };
+        let cgroup = match &self.cgroup {
+            Some(c) => Some(c.exec_cgroup()?),
+            None => None,
+        };
+        let cgroup_procs = match &cgroup {
+            Some(c) => Some(c.procs()?),
+            None => None,
+        };
+        Ok((
+            crate::spawn::Confinement {
+                landlock,
+                cgroup_procs,
+                run_as: self.run_as.as_ref().map(|r| (r.uid, r.gid)),
+            },
+            cgroup,
+        ))
+    }
+}
