@@ -183,8 +183,14 @@ impl Bundle {
 
     /// Writes the files under `dir` (which must not exist yet), via a temporary directory
     /// and a rename, so a half-written pack is never seen. The copy is read-only: files
-    /// 0400 (0500 if executable), directories 0500, whatever the umask.
-    pub fn unpack_to(&self, dir: &Path) -> Result<(), BundleError> {
+    /// 0400 (0500 if executable), directories 0500, whatever the umask; with
+    /// `readable_by_others` (actions run as another user), 0444, 0555 and 0555.
+    pub fn unpack_to(&self, dir: &Path, readable_by_others: bool) -> Result<(), BundleError> {
+        let (file_mode, exec_mode) = if readable_by_others {
+            (0o444, 0o555)
+        } else {
+            (0o400, 0o500)
+        };
         use std::os::unix::fs::PermissionsExt;
         static UNIQUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let parent = dir.parent().unwrap_or(Path::new("."));
@@ -213,12 +219,16 @@ impl Bundle {
                     }
                 }
                 std::fs::write(&path, &f.data).map_err(io(&path))?;
-                let mode = if f.mode & 0o100 != 0 { 0o500 } else { 0o400 };
+                let mode = if f.mode & 0o100 != 0 {
+                    exec_mode
+                } else {
+                    file_mode
+                };
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                     .map_err(io(&path))?;
             }
             for d in &dirs {
-                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o500))
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(exec_mode))
                     .map_err(io(d))?;
             }
             Ok(())
@@ -336,7 +346,7 @@ mod tests {
         assert_eq!(Bundle::from_bytes(&bytes).unwrap(), b);
         assert_eq!(b.digest().len(), 32);
         let tmp = tempfile::tempdir().unwrap();
-        b.unpack_to(&tmp.path().join("p")).unwrap();
+        b.unpack_to(&tmp.path().join("p"), false).unwrap();
         assert!(tmp.path().join("p/actions/a.sh").is_file());
         for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
             let evil = Bundle {

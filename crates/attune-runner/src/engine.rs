@@ -90,6 +90,10 @@ pub struct RunnerConfig {
     pub output_limit: usize,
     /// Time between SIGTERM and SIGKILL on timeout or cancel.
     pub kill_grace: Duration,
+    /// Refuse to run actions unconfined where the kernel lacks Landlock.
+    pub require_sandbox: bool,
+    /// The user actions run as, if not the worker's.
+    pub run_as: Option<crate::sandbox::RunAs>,
 }
 
 impl Default for RunnerConfig {
@@ -99,6 +103,8 @@ impl Default for RunnerConfig {
             action_path: None,
             output_limit: DEFAULT_OUTPUT_LIMIT,
             kill_grace: DEFAULT_KILL_GRACE,
+            require_sandbox: false,
+            run_as: None,
         }
     }
 }
@@ -262,6 +268,16 @@ pub enum RunError {
         /// The PATH searched.
         path: String,
     },
+    /// The run-as user cannot read the action's entry point.
+    #[error("{action}: {user} (the user actions run as) cannot read {path}; make the pack readable by it, or choose another user with --run-as")]
+    Unreadable {
+        /// Action ref.
+        action: String,
+        /// The run-as user.
+        user: String,
+        /// The entry point, or the directory on its way that blocks it.
+        path: PathBuf,
+    },
     /// The execution directory could not be prepared.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
@@ -377,11 +393,13 @@ impl Runner {
             return Ok((action.entry_path.clone(), vec![entry]));
         };
         let program =
-            resolve_program(interp, &self.path).ok_or_else(|| RunError::InterpreterNotFound {
-                runner: action.runner_type.as_str(),
-                action: action.action_ref.clone(),
-                program: interp.to_string(),
-                path: self.path.clone(),
+            resolve_program_for(interp, &self.path, self.sandbox.run_as()).ok_or_else(|| {
+                RunError::InterpreterNotFound {
+                    runner: action.runner_type.as_str(),
+                    action: action.action_ref.clone(),
+                    program: interp.to_string(),
+                    path: self.path.clone(),
+                }
             })?;
         let arg0 = program.to_string_lossy().into_owned();
         let argv = match action.runner_type {
@@ -446,6 +464,15 @@ impl Runner {
                 }
             })?;
         let (program, argv) = self.command(action)?;
+        if let Some(user) = self.sandbox.run_as() {
+            if let Some(path) = crate::sandbox::unreadable_by(&action.entry_path, user) {
+                return Err(RunError::Unreadable {
+                    action: action.action_ref.clone(),
+                    user: user.name.clone(),
+                    path,
+                });
+            }
+        }
         let exec_dir = self.workspace.exec_dir(&job.execution_id)?;
         let param_file = match action.delivery {
             Delivery::File => {
@@ -756,12 +783,23 @@ async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Result<()> {
 
 /// Finds `program` in `path` (or checks it, if it contains a `/`): an executable file.
 pub fn resolve_program(program: &str, path: &str) -> Option<PathBuf> {
+    resolve_program_for(program, path, None)
+}
+
+/// Like [`resolve_program`], as `user` would: a program that user cannot run is skipped.
+pub fn resolve_program_for(
+    program: &str,
+    path: &str,
+    user: Option<&crate::sandbox::RunAs>,
+) -> Option<PathBuf> {
     let executable = |p: &Path| -> bool {
         let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
             return false;
         };
         // SAFETY: access() on a NUL-terminated path.
-        p.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+        p.is_file()
+            && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0
+            && user.is_none_or(|u| crate::sandbox::inaccessible_to(p, u, 0o1).is_none())
     };
     if program.contains('/') {
         let p = PathBuf::from(program);

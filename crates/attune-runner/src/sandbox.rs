@@ -248,8 +248,13 @@ fn own_cgroup() -> Option<PathBuf> {
         let (Some(root), Some(mount)) = (fields.get(3), fields.get(4)) else {
             continue;
         };
-        let inner = rel.strip_prefix(root)?;
-        return Some(Path::new(mount).join(inner.trim_start_matches('/')));
+        let inner = rel.strip_prefix(root)?.trim_start_matches('/');
+        let mount = Path::new(mount);
+        return Some(if inner.is_empty() {
+            mount.to_path_buf()
+        } else {
+            mount.join(inner)
+        });
     }
     None
 }
@@ -380,6 +385,56 @@ impl Drop for ExecCgroup {
     fn drop(&mut self) {
         kill_and_remove(&self.dir);
     }
+}
+
+/// How actions would be confined on this machine, without setting anything up: one line
+/// per aspect, for `attune server --help`.
+pub fn probe() -> Vec<String> {
+    let landlock = match landlock_abi() {
+        Ok(abi) if abi >= 1 => format!("  file-system sandbox: Landlock ABI {abi} (enforced)"),
+        Ok(_) | Err(_) => "  file-system sandbox: DEGRADED, this kernel has no Landlock (--require-sandbox refuses to start)".to_string(),
+    };
+    let writable = own_cgroup().and_then(|dir| {
+        let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: access(2) reads the C string during the call.
+        (unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0).then_some(dir)
+    });
+    let descendants = match writable {
+        Some(dir) => format!(
+            "  descendants: a cgroup per execution under {} (cgroup.kill) and the supervisor's sweep (child subreaper)",
+            dir.display()
+        ),
+        None => "  descendants: the supervisor's sweep (child subreaper); no writable cgroup v2 subtree".to_string(),
+    };
+    vec![landlock, descendants]
+}
+
+/// The first path on the way to `file` (a directory it cannot pass, or the file itself)
+/// that `user` cannot get through or read, judging by owner, group and mode bits.
+pub fn unreadable_by(file: &Path, user: &RunAs) -> Option<PathBuf> {
+    inaccessible_to(file, user, 0o4)
+}
+
+/// Like [`unreadable_by`], for `want` (0o4 read, 0o1 execute) on the file itself.
+pub fn inaccessible_to(file: &Path, user: &RunAs, want: u32) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let allowed = |m: &fs::Metadata, bit: u32| {
+        if m.uid() == user.uid {
+            m.mode() & (bit << 6) != 0
+        } else if m.gid() == user.gid {
+            m.mode() & (bit << 3) != 0
+        } else {
+            m.mode() & bit != 0
+        }
+    };
+    let mut dirs: Vec<&Path> = file.ancestors().skip(1).collect();
+    dirs.reverse();
+    for d in dirs {
+        if !fs::metadata(d).is_ok_and(|m| allowed(&m, 0o1)) {
+            return Some(d.to_path_buf());
+        }
+    }
+    (!fs::metadata(file).is_ok_and(|m| allowed(&m, want))).then(|| file.to_path_buf())
 }
 
 /// How actions are confined, decided once per worker.

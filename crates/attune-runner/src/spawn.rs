@@ -788,6 +788,16 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
     let (control_r, control_w) = pipe_cloexec()?;
     // SAFETY: fcntl on a descriptor we own: a request must never block the worker.
     unsafe { libc::fcntl(control_w.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    if let Some((uid, gid)) = spec.confinement.run_as {
+        // The action may reopen its stdio (`/dev/stdin` is /proc/self/fd/0), which checks
+        // the pipe's owner: make its pipes its own.
+        for fd in [&stdin_r, &stdout_w, &stderr_w] {
+            // SAFETY: fchown on a pipe descriptor we own.
+            if unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
 
     let argv: Vec<*const libc::c_char> = spec
         .argv

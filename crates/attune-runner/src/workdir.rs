@@ -85,7 +85,9 @@ pub fn runtime_roots(data_dir: &Path) -> Vec<PathBuf> {
     roots
 }
 
-/// Creates `dir` (mode 0700) if missing and checks that it is ours and private.
+/// Creates `dir` (mode 0700) if missing and checks that it is ours and private: nobody
+/// else may read or write it (0711, which lets the run-as user reach its own execution
+/// directory by name, is private too).
 fn private_dir(dir: &Path) -> Result<(), WorkspaceError> {
     match fs::DirBuilder::new()
         .mode(0o700)
@@ -106,10 +108,23 @@ fn private_dir(dir: &Path) -> Result<(), WorkspaceError> {
     let meta = fs::symlink_metadata(dir).map_err(io_err(dir))?;
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o066 != 0 {
         return Err(WorkspaceError::Unsafe(dir.to_path_buf()));
     }
     Ok(())
+}
+
+/// Whether every directory from `/` down to `dir` lets other users through (o+x), as the
+/// run-as user needs to reach its execution directory.
+fn traversable_by_others(dir: &Path) -> bool {
+    dir.ancestors()
+        .skip(1)
+        .all(|d| fs::metadata(d).is_ok_and(|m| m.mode() & 0o001 != 0))
+}
+
+/// Lets other users through `dir` (0711), without letting them list or write it.
+fn open_for_traversal(dir: &Path) -> Result<(), WorkspaceError> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).map_err(io_err(dir))
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
@@ -138,13 +153,28 @@ impl Workspace {
     /// silently replaced by the disk: a fresh root with an unpredictable name beside it is
     /// used instead, and [`Workspace::notes`] says so. The data dir is used only where no
     /// memory file system exists.
-    pub fn open(data_dir: &Path, tag: &str) -> Result<Workspace, WorkspaceError> {
+    ///
+    /// `shared`: actions run as another user, who must be able to reach (not list) their
+    /// own execution directories: the root and this worker's directory become 0711, and
+    /// only roots whose parents let other users through are candidates.
+    pub fn open(data_dir: &Path, tag: &str, shared: bool) -> Result<Workspace, WorkspaceError> {
         let mut last_err = None;
         let mut notes = Vec::new();
         for root in runtime_roots(data_dir) {
+            if shared && !traversable_by_others(&root) {
+                notes.push(format!(
+                    "{} is not used for execution directories: the run-as user cannot reach it",
+                    root.display()
+                ));
+                continue;
+            }
             match Workspace::open_in(&root, tag) {
                 Ok(mut ws) => {
                     ws.notes = notes;
+                    if shared {
+                        open_for_traversal(&root)?;
+                        open_for_traversal(&ws.dir)?;
+                    }
                     return Ok(ws);
                 }
                 Err(WorkspaceError::Unsafe(bad)) if !root.starts_with(data_dir) => {
@@ -160,6 +190,10 @@ impl Workspace {
                         .and_then(|()| Workspace::open_in(&fresh, tag))
                     {
                         Ok(mut ws) => {
+                            if shared {
+                                open_for_traversal(&fresh)?;
+                                open_for_traversal(&ws.dir)?;
+                            }
                             notes.push(format!(
                                 "{} is not a directory owned by this user with mode 0700 (squatted or loosened?); using {} instead",
                                 bad.display(),
@@ -227,6 +261,27 @@ impl Workspace {
         let mut paths = vec![data_dir.to_path_buf()];
         paths.extend(self.dir.parent().map(Path::to_path_buf));
         paths
+    }
+
+    /// The pack cache for the server on `data_dir`: beside the execution directories,
+    /// outside the data dir (actions read their pack there, and must not reach the data
+    /// dir), one per data dir. Created if missing, with the mode of the runtime root.
+    pub fn pack_cache(&self, data_dir: &Path) -> Result<PathBuf, WorkspaceError> {
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        let canonical = data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf());
+        // FNV-1a: a stable name per data dir; a collision would only share a
+        // content-addressed cache.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in canonical.as_os_str().as_encoded_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let dir = root.join(format!("packs-{h:016x}"));
+        private_dir(&dir)?;
+        let mode = fs::metadata(root).map_err(io_err(root))?.mode() & 0o777;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err(&dir))?;
+        Ok(dir)
     }
 
     /// This worker's directory.

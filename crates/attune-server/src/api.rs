@@ -121,7 +121,14 @@ async fn healthz() -> Response {
 
 async fn readyz(State(app): State<Arc<App>>) -> ApiResult {
     match app.store.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready"})).into_response()),
+        Ok(()) => {
+            let sandbox = if app.runner.sandbox().degraded() {
+                "degraded"
+            } else {
+                "enforced"
+            };
+            Ok(Json(json!({"status": "ready", "sandbox": sandbox})).into_response())
+        }
         Err(e) => {
             crate::log::error(&format!("readiness: {e}"));
             Err(Problem::new(

@@ -24,14 +24,17 @@ pub struct LoadedPack {
 #[derive(Debug)]
 pub struct Catalog {
     cache: PathBuf,
+    shared: bool,
     packs: RwLock<BTreeMap<String, LoadedPack>>,
 }
 
 impl Catalog {
-    /// An empty catalog whose packs unpack under `cache`.
-    pub fn new(cache: PathBuf) -> Catalog {
+    /// An empty catalog whose packs unpack under `cache`; `shared`: readable by the run-as
+    /// user too.
+    pub fn new(cache: PathBuf, shared: bool) -> Catalog {
         Catalog {
             cache,
+            shared,
             packs: RwLock::new(BTreeMap::new()),
         }
     }
@@ -52,12 +55,14 @@ impl Catalog {
             // The cache is read-only, but a copy someone managed to change must never run.
             if let Some(diff) = bundle.differs_from_dir(&dir) {
                 return Err(format!(
-                    "its unpacked copy in the pack cache does not match digest {digest} ({diff}); refusing to load it. Remove packs/{digest} in the data dir to have it unpacked again from the database"
+                    "its unpacked copy in the pack cache does not match digest {digest} ({diff}); refusing to load it. Remove {digest} from the pack cache to have it unpacked again from the database"
                 ));
             }
             false
         } else {
-            bundle.unpack_to(&dir).map_err(|e| e.to_string())?;
+            bundle
+                .unpack_to(&dir, self.shared)
+                .map_err(|e| e.to_string())?;
             true
         };
         let relative = |msg: String| msg.replace(&format!("{}/", dir.display()), "");

@@ -191,7 +191,7 @@ fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
 /// Runs the server until SIGTERM or SIGINT; returns once shut down.
 pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     let data = config.data_dir.clone();
-    for change in attune_runner::datadir::prepare_data_dir(&data, &["packs"]).map_err(setup)? {
+    for change in attune_runner::datadir::prepare_data_dir(&data, &[]).map_err(setup)? {
         log::info(&format!("data dir: {change}"));
     }
     attune_runner::make_undumpable();
@@ -222,12 +222,20 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         ));
     }
     // Leftover execution directories of killed runs are swept here.
-    let workspace = Workspace::open(&data, "server").map_err(setup)?;
+    let shared = config.runner.run_as.is_some();
+    let workspace = Workspace::open(&data, "server", shared).map_err(setup)?;
     for note in workspace.notes() {
         log::warn(note);
     }
     log::info(&workspace.describe());
-    let sandbox = attune_runner::Sandbox::new(&workspace.protected(&data), None);
+    let sandbox =
+        attune_runner::Sandbox::new(&workspace.protected(&data), config.runner.run_as.clone());
+    if sandbox.degraded() && config.runner.require_sandbox {
+        return Err(setup(format!(
+            "--require-sandbox: {}",
+            sandbox.describe()[0]
+        )));
+    }
     for line in sandbox.describe() {
         if sandbox.degraded() && line.starts_with("sandbox") {
             log::warn(&line);
@@ -235,8 +243,13 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
             log::info(&line);
         }
     }
+    let pack_cache = workspace.pack_cache(&data).map_err(setup)?;
     let runner = Runner::new(config.runner.clone(), workspace, sandbox);
-    let catalog = Arc::new(Catalog::new(data.join("packs")));
+    log::info(&format!(
+        "pack cache: {} (read-only, checked against each pack's digest)",
+        pack_cache.display()
+    ));
+    let catalog = Arc::new(Catalog::new(pack_cache, shared));
     let app = Arc::new(App {
         store,
         catalog,
@@ -263,7 +276,7 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     let url = format!("http://{addr}");
     write_private(
         &data.join("server.json"),
-        serde_json::json!({"url": url, "pid": std::process::id()})
+        serde_json::json!({"url": url, "pid": std::process::id(), "pack_cache": app.catalog.cache_dir()})
             .to_string()
             .as_bytes(),
     )

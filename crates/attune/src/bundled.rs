@@ -1,10 +1,8 @@
-//! The packs compiled into the binary (the `core` pack), extracted on first use into a
-//! content-addressed directory under the data dir, so every run uses exactly the bundled
-//! version and concurrent first runs do not trip over each other.
+//! The packs compiled into the binary (the `core` pack). The server registers them at
+//! start; `run --local` unpacks one into the pack cache (read-only, checked against its
+//! digest like every cached pack), so every run uses exactly the bundled version.
 
-use std::fs;
-use std::io;
-use std::os::unix::fs::PermissionsExt;
+use attune_core::bundle::{Bundle, BundleFile};
 use std::path::{Path, PathBuf};
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
@@ -14,36 +12,49 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     BUNDLED.iter().map(|(name, _, _)| *name)
 }
 
-/// The directory of bundled pack `name`, extracted under `cache` if not already there.
-pub fn extract(name: &str, cache: &Path) -> io::Result<Option<PathBuf>> {
-    let Some((_, digest, files)) = BUNDLED.iter().find(|(n, _, _)| *n == name) else {
+/// Every bundled pack, as a bundle.
+pub fn bundles() -> Vec<Bundle> {
+    BUNDLED
+        .iter()
+        .map(|(_, _, files)| to_bundle(files))
+        .collect()
+}
+
+fn to_bundle(files: &[(&str, u32, &[u8])]) -> Bundle {
+    Bundle {
+        files: files
+            .iter()
+            .map(|(path, mode, data)| BundleFile {
+                path: (*path).to_string(),
+                mode: *mode,
+                data: data.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// The directory of bundled pack `name` in `cache`, unpacked if not already there.
+pub fn unpack(
+    name: &str,
+    cache: &Path,
+    readable_by_others: bool,
+) -> Result<Option<PathBuf>, String> {
+    let Some((_, _, files)) = BUNDLED.iter().find(|(n, _, _)| *n == name) else {
         return Ok(None);
     };
-    let dir = cache.join(format!("{name}-{digest}"));
-    if dir.join("pack.yaml").is_file() {
-        return Ok(Some(dir));
-    }
-    fs::create_dir_all(cache)?;
-    let tmp = cache.join(format!(".{name}-tmp-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
-    for (rel, mode, data) in files.iter() {
-        let path = tmp.join(rel);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+    let bundle = to_bundle(files);
+    let dir = cache.join(bundle.digest());
+    if dir.exists() {
+        if let Some(diff) = bundle.differs_from_dir(&dir) {
+            return Err(format!(
+                "the cached copy of the bundled {name} pack in {} was changed ({diff}); remove it to have it unpacked again",
+                dir.display()
+            ));
         }
-        fs::write(&path, data)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(*mode & 0o755))?;
-    }
-    match fs::rename(&tmp, &dir) {
-        Ok(()) => {}
-        // Another process extracted it first: theirs is identical.
-        Err(_) if dir.join("pack.yaml").is_file() => {
-            let _ = fs::remove_dir_all(&tmp);
-        }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+    } else {
+        bundle
+            .unpack_to(&dir, readable_by_others)
+            .map_err(|e| e.to_string())?;
     }
     Ok(Some(dir))
 }

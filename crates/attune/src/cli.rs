@@ -128,6 +128,15 @@ pub struct EngineArgs {
     /// Bytes of stdout and of stderr kept in the execution record.
     #[arg(long, value_name = "BYTES", default_value_t = attune_runner::DEFAULT_OUTPUT_LIMIT)]
     pub output_limit: usize,
+
+    /// The user actions run as (default when root: nobody; `--run-as root` opts out).
+    #[arg(long, value_name = "USER")]
+    pub run_as: Option<String>,
+
+    /// Refuse to start where the kernel cannot sandbox actions (no Landlock), instead of
+    /// running them degraded with a warning.
+    #[arg(long)]
+    pub require_sandbox: bool,
 }
 
 /// `attune execution`.

@@ -125,7 +125,7 @@ struct Outcome {
 /// nothing is left in a non-final status.
 fn torture(workers: &str, pauses: &[f64], gap: Duration, kill_window_ms: (u64, u64)) -> Outcome {
     let mut rng = Rng::from_env_or_clock();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = shared_tempdir();
     let state = state_dir();
     let data = state.path().join("data");
     marker_pack(&tmp.path().join("mark"));

@@ -80,23 +80,36 @@ fn a_loose_data_dir_is_tightened_and_files_are_0600_whatever_the_umask() {
     ] {
         assert_eq!(mode(&data.join(f)), 0o600, "{f}");
     }
-    // The pack cache: nothing in it writable, by anyone.
-    let mut stack = vec![data.join("packs")];
+    // The pack cache, outside the data dir: nothing in it writable, by anyone; readable by
+    // the user actions run as (nobody, when the server runs as root), else by us alone.
+    let cache = s.pack_cache();
+    assert!(!cache.starts_with(&data), "{}", cache.display());
+    // SAFETY: geteuid cannot fail.
+    let (file, exec) = if unsafe { libc::geteuid() } == 0 {
+        (0o444, 0o555)
+    } else {
+        (0o400, 0o500)
+    };
+    let mut stack = vec![cache.clone()];
     let mut files = 0;
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             let m = mode(&e.path());
             if e.file_type().unwrap().is_dir() {
-                assert_eq!(m, 0o500, "{}", e.path().display());
+                assert_eq!(m, exec, "{}", e.path().display());
                 stack.push(e.path());
             } else {
                 files += 1;
-                assert!(m == 0o400 || m == 0o500, "{}: {m:o}", e.path().display());
+                assert!(m == file || m == exec, "{}: {m:o}", e.path().display());
             }
         }
     }
     assert!(files >= 3, "pack files were unpacked");
-    assert_eq!(mode(&data.join("packs")) & 0o077, 0, "packs/ is private");
+    assert_eq!(
+        mode(&cache) & 0o066,
+        0,
+        "others can at most pass through the pack cache"
+    );
 }
 
 #[test]
@@ -194,8 +207,9 @@ fn a_tampered_pack_cache_is_refused_at_the_next_start_and_other_packs_still_work
     let (st, v) = s.register(&pack);
     assert_eq!(st, 201, "{v}");
     let digest = v["digest"].as_str().unwrap().to_string();
+    let cache = s.pack_cache();
     drop(s);
-    let script = data.join("packs").join(&digest).join("actions/act.sh");
+    let script = cache.join(&digest).join("actions/act.sh");
     std::fs::set_permissions(
         script.parent().unwrap(),
         std::fs::Permissions::from_mode(0o700),
@@ -235,7 +249,7 @@ fn a_tampered_pack_cache_is_refused_at_the_next_start_and_other_packs_still_work
 fn pack_registration_refuses_core_duplicate_keys_and_deep_yaml_and_leaves_nothing_behind() {
     let s = TestServer::start(&["--workers", "1"]);
     let tmp = tempfile::tempdir().unwrap();
-    let cache = s.data.join("packs");
+    let cache = s.pack_cache();
     let cached = || std::fs::read_dir(&cache).unwrap().count();
     let before = cached();
     let cases = [
@@ -309,7 +323,7 @@ fn concurrent_registrations_of_one_bundle_all_succeed() {
         s.wait_final(v["id"].as_i64().unwrap(), 20)["stdout"],
         "acted\n"
     );
-    let owner = std::fs::metadata(s.data.join("packs")).unwrap().uid();
+    let owner = std::fs::metadata(s.pack_cache()).unwrap().uid();
     // SAFETY: geteuid cannot fail.
     assert_eq!(owner, unsafe { libc::geteuid() });
 }

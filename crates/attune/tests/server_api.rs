@@ -129,7 +129,7 @@ fn bad_requests_get_problem_json_and_create_no_record() {
 #[test]
 fn five_hundred_executions_from_twenty_clients_each_run_exactly_once() {
     let s = TestServer::start(&["--workers", "4"]);
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = shared_tempdir();
     marker_pack(&tmp.path().join("mark"));
     let (st, v) = s.register(&tmp.path().join("mark"));
     assert_eq!(st, 201, "{v}");
@@ -176,7 +176,7 @@ fn five_hundred_executions_from_twenty_clients_each_run_exactly_once() {
 
 #[test]
 fn after_kill_9_every_acknowledged_execution_finishes_or_runs_and_none_runs_twice() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = shared_tempdir();
     let state = state_dir();
     let data = state.path().join("data");
     marker_pack(&tmp.path().join("mark"));

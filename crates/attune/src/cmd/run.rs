@@ -25,7 +25,15 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         return super::run_remote::run(args, data_dir);
     }
     attune_runner::make_undumpable();
-    let action = Arc::new(find_action(&args.action, &args.pack_dir, data_dir)?);
+    let config = super::server::runner_config(&args.engine)?;
+    let shared = config.run_as.is_some();
+    let workspace = Workspace::open(data_dir, "local", shared).map_err(CliError::failure)?;
+    let action = Arc::new(find_action(&args.action, &args.pack_dir, &|| {
+        workspace
+            .pack_cache(data_dir)
+            .map(|c| (c, shared))
+            .map_err(CliError::failure)
+    })?);
     let params = collect_params(
         &action.parameters,
         args.params_file.as_deref(),
@@ -33,12 +41,19 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     )?;
     let env_vars = collect_env(&args.env)?;
 
-    let config = super::server::runner_config(&args.engine)?;
-
     let id = attune_runner::new_execution_id("local");
     let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout)?;
-    let workspace = Workspace::open(data_dir, "local").map_err(CliError::failure)?;
-    let sandbox = attune_runner::Sandbox::new(&workspace.protected(data_dir), None);
+    let sandbox =
+        attune_runner::Sandbox::new(&workspace.protected(data_dir), config.run_as.clone());
+    if sandbox.degraded() {
+        if config.require_sandbox {
+            return Err(CliError::failure(format!(
+                "--require-sandbox: {}",
+                sandbox.describe()[0]
+            )));
+        }
+        eprintln!("attune: warning: {}", sandbox.describe()[0]);
+    }
     let runner = Runner::new(config, workspace, sandbox);
 
     let rt = super::runtime()?;
@@ -58,6 +73,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     });
     let outcome = outcome.map_err(|e| match e {
         attune_runner::RunError::InterpreterNotFound { .. }
+        | attune_runner::RunError::Unreadable { .. }
         | attune_runner::RunError::Format { .. } => CliError::usage(e),
         other => CliError::failure(other),
     })?;
@@ -153,10 +169,12 @@ pub fn check_action_ref(action_ref: &str) -> Result<(&str, &str), CliError> {
 }
 
 /// Finds `<pack>.<action>` in the given pack directories, then in the bundled packs.
+/// Finds the action in `pack_dirs`, else among the bundled packs, unpacked into the pack
+/// cache that `cache` gives (with whether it must be readable by the run-as user).
 fn find_action(
     action_ref: &str,
     pack_dirs: &[PathBuf],
-    data_dir: &Path,
+    cache: &dyn Fn() -> Result<(PathBuf, bool), CliError>,
 ) -> Result<Action, CliError> {
     let (pack_ref, name) = check_action_ref(action_ref)?;
     let mut seen = Vec::new();
@@ -185,13 +203,10 @@ fn find_action(
         }
     }
     if crate::bundled::names().any(|n| n == pack_ref) {
-        let cache = data_dir.join("packs").join("bundled");
-        let dir = crate::bundled::extract(pack_ref, &cache)
+        let (cache, shared) = cache()?;
+        let dir = crate::bundled::unpack(pack_ref, &cache, shared)
             .map_err(|e| {
-                CliError::failure(format!(
-                    "cannot unpack the bundled {pack_ref} pack into {}: {e}",
-                    cache.display()
-                ))
+                CliError::failure(format!("cannot unpack the bundled {pack_ref} pack: {e}"))
             })?
             .ok_or_else(|| CliError::failure("bundled pack vanished"))?;
         let pack = Pack::open(&dir)?;

@@ -2,7 +2,6 @@
 
 use crate::cli::{EngineArgs, ServerArgs};
 use crate::error::CliError;
-use attune_core::bundle::{Bundle, BundleFile};
 use attune_runner::RunnerConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,24 +28,40 @@ pub fn runner_config(args: &EngineArgs) -> Result<RunnerConfig, CliError> {
     }
     config.kill_grace = Duration::from_secs_f64(args.kill_grace);
     config.output_limit = args.output_limit;
+    config.require_sandbox = args.require_sandbox;
+    config.run_as = run_as(args.run_as.as_deref())?;
     Ok(config)
 }
 
-/// The packs compiled into this binary, as bundles.
-fn bundled_packs() -> Vec<Bundle> {
-    crate::bundled::BUNDLED
-        .iter()
-        .map(|(_, _, files)| Bundle {
-            files: files
-                .iter()
-                .map(|(path, mode, data)| BundleFile {
-                    path: (*path).to_string(),
-                    mode: *mode,
-                    data: data.to_vec(),
-                })
-                .collect(),
-        })
-        .collect()
+/// The user actions run as: `nobody` by default when we are root, no one else otherwise;
+/// naming our own user (`--run-as root` as root) is the explicit opt-out.
+fn run_as(user: Option<&str>) -> Result<Option<attune_runner::RunAs>, CliError> {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let name = match user {
+        Some(u) => u,
+        None if euid == 0 => "nobody",
+        None => return Ok(None),
+    };
+    let user = attune_runner::RunAs::lookup(name).map_err(|e| {
+        CliError::usage(format!(
+            "--run-as: {e}{}",
+            if user.is_none() {
+                " (actions run as nobody by default when attune runs as root; name another user, or `--run-as root` to opt out)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    if user.uid == euid {
+        return Ok(None);
+    }
+    if euid != 0 {
+        return Err(CliError::usage(format!(
+            "--run-as {name}: only root can run actions as another user"
+        )));
+    }
+    Ok(Some(user))
 }
 
 /// Runs `attune server`.
@@ -61,7 +76,7 @@ pub fn server(args: ServerArgs, data_dir: PathBuf) -> Result<ExitCode, CliError>
         max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         runner: runner_config(&args.engine)?,
-        bundled: bundled_packs(),
+        bundled: crate::bundled::bundles(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

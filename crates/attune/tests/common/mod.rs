@@ -19,6 +19,18 @@ pub struct TestPack {
     pub data_tmp: tempfile::TempDir,
 }
 
+/// A temporary directory any user can write: for what actions (run as nobody when the
+/// tests run as root) report back to the test.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    d
+}
+
 /// A fresh directory for a data dir, outside `/tmp`: the sandbox denies actions the data
 /// dir, and a data dir inside `/tmp` would keep them from creating files directly in the
 /// test's own `/tmp` directories.
@@ -33,6 +45,12 @@ impl TestPack {
     /// A pack with ref `name`.
     pub fn new(name: &str) -> TestPack {
         let tmp = tempfile::tempdir().unwrap();
+        // As a pack directory usually is: readable by the user actions run as (nobody).
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(dir.join("actions")).unwrap();
         std::fs::write(
@@ -282,6 +300,13 @@ impl TestServer {
             token,
             tmp_dir: None,
         }
+    }
+
+    /// The server's pack cache, as `server.json` gives it.
+    pub fn pack_cache(&self) -> PathBuf {
+        let text = std::fs::read_to_string(self.data.join("server.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        PathBuf::from(v["pack_cache"].as_str().unwrap())
     }
 
     /// The server's log so far.
