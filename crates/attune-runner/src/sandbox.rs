@@ -32,6 +32,21 @@ const READ_RUN: u64 = EXECUTE | READ_FILE | READ_DIR;
 const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
 const SCOPE_SIGNAL: u64 = 1 << 1;
 const RULE_PATH_BENEATH: u32 = 1;
+/// The most entries a directory is split into (see [`grant`]).
+const MAX_SPLIT: usize = 64;
+/// The device nodes (and directories of them) an action may use.
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+    "/dev/console",
+    "/dev/mqueue",
+];
 const CREATE_RULESET_VERSION: u32 = 1;
 
 #[repr(C)]
@@ -93,17 +108,19 @@ impl Landlock {
             0
         };
         let mut rules = Vec::new();
-        // The system, read-only: programs, libraries, configuration, /proc.
-        grant(Path::new("/"), READ_RUN, protected, &mut rules);
-        // Devices: /dev/null, /dev/tty, /dev/urandom … are written to and ioctl'd.
-        grant(
-            Path::new("/dev"),
-            READ_RUN | WRITE_FILE | TRUNCATE | IOCTL_DEV,
-            protected,
-            &mut rules,
-        );
-        // The shared scratch directories, fully.
-        for tmp in ["/tmp", "/var/tmp"] {
+        // The system, read-only: programs, libraries, configuration, /proc. /dev is left to
+        // the list below: splitting it around a runtime root in /dev/shm would take one
+        // rule per device node.
+        let mut system = protected.to_vec();
+        system.push(PathBuf::from("/dev"));
+        grant(Path::new("/"), READ_RUN, &system, &mut rules);
+        // The devices programs use, read, written and ioctl'd (terminals).
+        let device = READ_RUN | WRITE_FILE | TRUNCATE | IOCTL_DEV;
+        for dev in DEVICES {
+            grant(Path::new(dev), device, protected, &mut rules);
+        }
+        // The shared scratch directories, fully (/dev/shm split around the runtime root).
+        for tmp in ["/tmp", "/var/tmp", "/dev/shm"] {
             grant(Path::new(tmp), handled, protected, &mut rules);
         }
         Landlock {
@@ -212,8 +229,9 @@ fn open_path(path: &Path) -> io::Result<(OwnedFd, bool)> {
 }
 
 /// Grants `rights` beneath `path`, except beneath any protected path: a directory that
-/// holds one is split into its entries, each granted alone. Symlinks are skipped: access is
-/// checked on what they resolve to.
+/// holds one is split into its entries, each granted alone (none if there are more than
+/// [`MAX_SPLIT`]: denying is the safe side, and each rule costs every execution). Symlinks
+/// are skipped: access is checked on what they resolve to.
 fn grant(path: &Path, rights: u64, protected: &[PathBuf], rules: &mut Vec<(OwnedFd, u64)>) {
     if protected.iter().any(|p| p == path) {
         return;
@@ -222,7 +240,11 @@ fn grant(path: &Path, rights: u64, protected: &[PathBuf], rules: &mut Vec<(Owned
         let Ok(entries) = fs::read_dir(path) else {
             return;
         };
-        for entry in entries.flatten() {
+        let entries: Vec<fs::DirEntry> = entries.flatten().take(MAX_SPLIT + 1).collect();
+        if entries.len() > MAX_SPLIT {
+            return;
+        }
+        for entry in entries {
             grant(&entry.path(), rights, protected, rules);
         }
         return;
@@ -333,11 +355,16 @@ fn kill_and_remove(dir: &Path) {
     {
         let _ = f.write_all(b"1");
     }
-    // The killed processes leave asynchronously; rmdir succeeds once the last is gone.
-    for _ in 0..400 {
+    // The killed (or just reaped) processes leave the cgroup asynchronously; rmdir succeeds
+    // once the last is gone, usually within microseconds, so the first retries are quick.
+    for attempt in 0..500 {
         match fs::remove_dir(dir) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
+                std::thread::sleep(std::time::Duration::from_micros(if attempt < 100 {
+                    50
+                } else {
+                    5000
+                }))
             }
             _ => return,
         }
@@ -458,8 +485,23 @@ pub struct RunAs {
 }
 
 impl RunAs {
-    /// Looks a user up by name or number in the password database.
+    /// Looks a user up by name or number: in `/etc/passwd` first (the common case, without
+    /// NSS daemons to ask), then in the password database.
     pub fn lookup(user: &str) -> Result<RunAs, String> {
+        if let Ok(passwd) = fs::read_to_string("/etc/passwd") {
+            for line in passwd.lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() >= 4 && (f[0] == user || f[2] == user) {
+                    if let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse()) {
+                        return Ok(RunAs {
+                            name: user.to_string(),
+                            uid,
+                            gid,
+                        });
+                    }
+                }
+            }
+        }
         let c = CString::new(user).map_err(|_| format!("bad user name {user:?}"))?;
         // SAFETY: getpwnam/getpwuid return a pointer to static storage or NULL; we copy
         // what we need before any other call. The worker is single-threaded at start.

@@ -19,6 +19,8 @@ pub struct Workspace {
     dir: PathBuf,
     _lock: fs::File,
     notes: Vec<String>,
+    /// A root made for this process alone (the usual one was squatted): removed with it.
+    fresh_root: Option<PathBuf>,
 }
 
 /// The kind of file system `path` is on: memory or disk.
@@ -200,6 +202,7 @@ impl Workspace {
                                 fresh.display()
                             ));
                             ws.notes = notes;
+                            ws.fresh_root = Some(fresh);
                             return Ok(ws);
                         }
                         Err(e) => last_err = Some(e),
@@ -252,6 +255,7 @@ impl Workspace {
             dir,
             _lock: lock,
             notes: Vec::new(),
+            fresh_root: None,
         })
     }
 
@@ -317,6 +321,10 @@ impl Workspace {
 impl Drop for Workspace {
     fn drop(&mut self) {
         let _ = remove_tree(&self.dir);
+        if let Some(root) = &self.fresh_root {
+            // Its pack cache is read-only; remove_tree makes directories writable first.
+            let _ = remove_tree(root);
+        }
     }
 }
 

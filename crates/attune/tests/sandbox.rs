@@ -195,6 +195,13 @@ fn a_squatted_runtime_dir_is_never_used_nor_silently_replaced_by_the_disk() {
         "something was written into the squatted dir"
     );
     assert!(!data.join("run").exists(), "parameter files moved to disk");
+    // The fresh directory is this server's alone: it goes when the server stops.
+    let fresh = Path::new(&file).ancestors().nth(3).unwrap().to_path_buf();
+    assert!(fresh.exists(), "{}", fresh.display());
+    let mut s = s;
+    s.signal(libc::SIGTERM);
+    assert!(s.child.take().unwrap().wait().unwrap().success());
+    assert!(!fresh.exists(), "{} outlived the server", fresh.display());
 }
 
 #[test]
