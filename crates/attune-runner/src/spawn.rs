@@ -1354,6 +1354,11 @@ mod tests {
             confinement,
         };
         INJECT.with(|c| c.set(inject.map_or(0, |s| s as i32)));
+        spawn_and_wait(spec)
+    }
+
+    /// Spawns `spec`, waits for it; returns how it ended and the start failure, if any.
+    fn spawn_and_wait(spec: SpawnSpec) -> (ExitStatus, Option<StartFailure>) {
         let mut child = spawn(spec).expect("spawn");
         let start = child.start_pipe.take().expect("start pipe");
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -1434,17 +1439,9 @@ mod tests {
             cwd: cstr(&dir.path().display().to_string()),
             confinement: Confinement::default(),
         };
-        let mut child = spawn(spec).expect("spawn");
-        let start = child.start_pipe.take().expect("start pipe");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let _ = rt.block_on(child.wait()).expect("wait");
-        let mut buf = [0u8; 8];
-        let got = std::io::Read::read(&mut std::fs::File::from(start), &mut buf).expect("read");
-        assert_eq!(got, 8);
-        let f = StartFailure::decode(buf);
+        let (exit, failure) = spawn_and_wait(spec);
+        assert_eq!(exit, ExitStatus::Exited(127));
+        let f = failure.expect("a start failure");
         assert_eq!((f.stage, f.errno), (Stage::Exec, libc::ENOENT));
         assert_eq!(
             f.to_string(),
