@@ -113,8 +113,12 @@ fn attack(as_nobody: bool) {
         std::os::unix::fs::chown(state.path(), Some(65534), Some(65534)).unwrap();
     }
     let data = state.path().join("data");
+    // A copy of the binary nobody can surely run, wherever the checkout is.
+    let binary = shared.path().join("attune");
+    std::fs::copy(bin(), &binary).unwrap();
     let s = TestServer::start_with(&data, &["--workers", "2"], |cmd| {
         if as_nobody {
+            *cmd = std::process::Command::new(&binary);
             cmd.uid(65534).gid(65534).env("HOME", "/tmp");
         }
     });

@@ -31,13 +31,25 @@ pub fn shared_tempdir() -> tempfile::TempDir {
     d
 }
 
-/// A fresh directory for a data dir, outside `/tmp`: the sandbox denies actions the data
-/// dir, and a data dir inside `/tmp` would keep them from creating files directly in the
-/// test's own `/tmp` directories.
+/// A fresh directory for a data dir, outside `/tmp` and `/var/tmp`: the sandbox denies
+/// actions the data dir, and a data dir inside one of those would keep them from creating
+/// files directly in it (see the README's known gaps). The target dir is used unless it lies
+/// there itself (a clone in /tmp) or other users (nobody) cannot reach it, then
+/// `/var/lib/attune-tests`.
 pub fn state_dir() -> tempfile::TempDir {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let reachable = target
+        .ancestors()
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    let base = if target.starts_with("/tmp") || target.starts_with("/var/tmp") || !reachable {
+        PathBuf::from("/var/lib/attune-tests")
+    } else {
+        target.to_path_buf()
+    };
+    std::fs::create_dir_all(&base).unwrap();
     tempfile::Builder::new()
         .prefix("state")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(base)
         .unwrap()
 }
 
