@@ -287,12 +287,19 @@ fn own_cgroup() -> Option<PathBuf> {
 pub struct CgroupParent {
     dir: PathBuf,
     next: AtomicU64,
+    /// One execution only (`run --local`): it gets this cgroup itself, one level less.
+    single: bool,
 }
 
 impl CgroupParent {
     /// Creates it, if the worker's cgroup is writable (root, or a delegated subtree).
     /// Leftovers of dead workers are removed first.
     pub fn create() -> io::Result<CgroupParent> {
+        CgroupParent::create_for(false)
+    }
+
+    /// Like [`CgroupParent::create`]; `single`: for one execution, which gets it directly.
+    pub fn create_for(single: bool) -> io::Result<CgroupParent> {
         let base = own_cgroup().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "no cgroup v2 hierarchy is mounted")
         })?;
@@ -313,6 +320,7 @@ impl CgroupParent {
         Ok(CgroupParent {
             dir,
             next: AtomicU64::new(0),
+            single,
         })
     }
 
@@ -324,6 +332,11 @@ impl CgroupParent {
     /// A fresh cgroup for one execution.
     pub fn exec_cgroup(&self) -> io::Result<ExecCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        if self.single && n == 0 {
+            return Ok(ExecCgroup {
+                dir: self.dir.clone(),
+            });
+        }
         let dir = self.dir.join(format!("x{n}"));
         fs::create_dir(&dir)?;
         Ok(ExecCgroup { dir })
@@ -528,6 +541,15 @@ impl Sandbox {
     /// Sets up confinement for a worker. `protected` are the paths no action may reach (the
     /// data dir, the runtime root); `run_as` is the user actions run as, if not ours.
     pub fn new(protected: &[PathBuf], run_as: Option<RunAs>) -> Sandbox {
+        Sandbox::build(protected, run_as, false)
+    }
+
+    /// Like [`Sandbox::new`], for a single execution (`run --local`).
+    pub fn for_one_execution(protected: &[PathBuf], run_as: Option<RunAs>) -> Sandbox {
+        Sandbox::build(protected, run_as, true)
+    }
+
+    fn build(protected: &[PathBuf], run_as: Option<RunAs>, single: bool) -> Sandbox {
         let protected: Vec<PathBuf> = protected
             .iter()
             .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
@@ -540,7 +562,7 @@ impl Sandbox {
         Sandbox {
             landlock,
             landlock_missing,
-            cgroup: CgroupParent::create().ok(),
+            cgroup: CgroupParent::create_for(single).ok(),
             run_as,
         }
     }

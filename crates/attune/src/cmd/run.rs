@@ -43,8 +43,10 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
 
     let id = attune_runner::new_execution_id("local");
     let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout)?;
-    let sandbox =
-        attune_runner::Sandbox::new(&workspace.protected(data_dir), config.run_as.clone());
+    let sandbox = attune_runner::Sandbox::for_one_execution(
+        &workspace.protected(data_dir),
+        config.run_as.clone(),
+    );
     if sandbox.degraded() {
         if config.require_sandbox {
             return Err(CliError::failure(format!(
