@@ -974,6 +974,9 @@ extern "C" fn supervisor_main(arg: *mut c_void) -> libc::c_int {
         sys::chdir(a.cwd)
     });
     a.supervisor_pid = sys::getpid();
+    // Checked before the clone, the only place a failure of this stage can be (after it, the
+    // action has already exec'd).
+    step(a, FD_START, Stage::StartAction, Ok(()));
     // SAFETY: the action runs on its own stack and shares our memory until it execs
     // (CLONE_VFORK suspends us meanwhile); it reads only `a`.
     let child = unsafe {
@@ -984,16 +987,10 @@ extern "C" fn supervisor_main(arg: *mut c_void) -> libc::c_int {
             arg,
         )
     };
-    let child = step(
-        a,
-        FD_START,
-        Stage::StartAction,
-        if child < 0 {
-            Err(Errno(libc::EAGAIN))
-        } else {
-            Ok(child)
-        },
-    );
+    if child < 0 {
+        // libc's errno is the worker thread's; EAGAIN is what clone fails with in practice.
+        fail(FD_START, Stage::StartAction, Errno(libc::EAGAIN));
+    }
     // Only the action holds the stdio pipes, the start pipe and its confinement now.
     for fd in [0, 1, 2, FD_START, FD_LANDLOCK, FD_CGROUP] {
         // EBADF for the confinement descriptors not in use is expected.
@@ -1407,6 +1404,8 @@ mod tests {
                 "{stage:?}"
             );
             assert_eq!(exit, ExitStatus::Exited(127), "{stage:?}");
+            // A program that did start (the bug this guards against) gets time to show it.
+            std::thread::sleep(std::time::Duration::from_millis(20));
             assert!(
                 !dir.path().join("ran").exists(),
                 "{stage:?}: the program ran"
