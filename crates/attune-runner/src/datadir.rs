@@ -41,9 +41,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DataDirError + '_ {
 }
 
 /// Creates `dir` (0700) if missing, or checks and tightens an existing one and what is in
-/// it (files 0600, directories 0700), and creates `subdirs` in it, 0700. Returns one line
-/// per change made, for the log.
-pub fn prepare_data_dir(dir: &Path, subdirs: &[&str]) -> Result<Vec<String>, DataDirError> {
+/// it (files 0600, directories 0700). Returns one line per change made, for the log.
+pub fn prepare_data_dir(dir: &Path) -> Result<Vec<String>, DataDirError> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
@@ -56,9 +55,6 @@ pub fn prepare_data_dir(dir: &Path, subdirs: &[&str]) -> Result<Vec<String>, Dat
         return Err(DataDirError::NotADir(dir.to_path_buf()));
     }
     tighten(dir, &meta, me, 0o700, &mut changed)?;
-    for sub in subdirs {
-        mkdir_0700(&dir.join(sub))?;
-    }
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let path = entry.path();
@@ -123,17 +119,16 @@ mod tests {
     fn creates_0700_and_tightens_what_is_looser() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("a/b/data");
-        assert!(prepare_data_dir(&d, &["packs"]).unwrap().is_empty());
-        assert_eq!(
-            fs::metadata(d.join("packs")).unwrap().mode() & 0o7777,
-            0o700
-        );
+        assert!(prepare_data_dir(&d).unwrap().is_empty());
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o7777, 0o700);
         fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(d.join("attune.db"), "x").unwrap();
         fs::set_permissions(d.join("attune.db"), fs::Permissions::from_mode(0o644)).unwrap();
-        let changed = prepare_data_dir(&d, &[]).unwrap();
-        assert_eq!(changed.len(), 2, "{changed:?}");
+        fs::create_dir(d.join("old")).unwrap();
+        fs::set_permissions(d.join("old"), fs::Permissions::from_mode(0o777)).unwrap();
+        let changed = prepare_data_dir(&d).unwrap();
+        assert_eq!(changed.len(), 3, "{changed:?}");
+        assert_eq!(fs::metadata(d.join("old")).unwrap().mode() & 0o7777, 0o700);
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o7777, 0o700);
         assert_eq!(
             fs::metadata(d.join("attune.db")).unwrap().mode() & 0o7777,

@@ -587,19 +587,23 @@ impl Sandbox {
         self.run_as.as_ref()
     }
 
-    /// One line per aspect, for the log and `--help`.
-    pub fn describe(&self) -> Vec<String> {
-        let mut lines = Vec::new();
+    /// The file-system sandbox in one line: enforced, or degraded and why.
+    pub fn confinement_line(&self) -> String {
         match (&self.landlock, &self.landlock_missing) {
-            (Some(l), _) => lines.push(format!(
+            (Some(l), _) => format!(
                 "sandbox: Landlock ABI {} confines each action to its own directory, its pack (read-only), /tmp and the read-only system; the data dir and other executions are out of reach",
                 l.abi
-            )),
-            (None, why) => lines.push(format!(
+            ),
+            (None, why) => format!(
                 "sandbox DEGRADED: {}; actions can reach everything the run-as user can",
                 why.as_deref().unwrap_or("no Landlock")
-            )),
+            ),
         }
+    }
+
+    /// One line per aspect, for the log and `--help`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![self.confinement_line()];
         match &self.cgroup {
             Some(c) => lines.push(format!(
                 "descendants: each execution gets a cgroup under {} (ended with cgroup.kill), and its supervisor kills every leftover descendant",

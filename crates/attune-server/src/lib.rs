@@ -191,7 +191,7 @@ fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
 /// Runs the server until SIGTERM or SIGINT; returns once shut down.
 pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     let data = config.data_dir.clone();
-    for change in attune_runner::datadir::prepare_data_dir(&data, &[]).map_err(setup)? {
+    for change in attune_runner::datadir::prepare_data_dir(&data).map_err(setup)? {
         log::info(&format!("data dir: {change}"));
     }
     attune_runner::make_undumpable();
@@ -233,14 +233,15 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     if sandbox.degraded() && config.runner.require_sandbox {
         return Err(setup(format!(
             "--require-sandbox: {}",
-            sandbox.describe()[0]
+            sandbox.confinement_line()
         )));
     }
-    for line in sandbox.describe() {
-        if sandbox.degraded() && line.starts_with("sandbox") {
-            log::warn(&line);
+    for (i, line) in sandbox.describe().iter().enumerate() {
+        // The first line is the file-system sandbox: a warning when it is degraded.
+        if i == 0 && sandbox.degraded() {
+            log::warn(line);
         } else {
-            log::info(&line);
+            log::info(line);
         }
     }
     let pack_cache = workspace.pack_cache(&data).map_err(setup)?;

@@ -51,10 +51,10 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         if config.require_sandbox {
             return Err(CliError::failure(format!(
                 "--require-sandbox: {}",
-                sandbox.describe()[0]
+                sandbox.confinement_line()
             )));
         }
-        eprintln!("attune: warning: {}", sandbox.describe()[0]);
+        eprintln!("attune: warning: {}", sandbox.confinement_line());
     }
     let runner = Runner::new(config, workspace, sandbox);
 
