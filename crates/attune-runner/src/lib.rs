@@ -15,5 +15,5 @@ pub use cancel::CancelToken;
 pub use capture::Captured;
 pub use engine::*;
 pub use sandbox::{RunAs, Sandbox};
-pub use spawn::{make_undumpable, ExitStatus};
+pub use spawn::ExitStatus;
 pub use workdir::{Workspace, WorkspaceError};

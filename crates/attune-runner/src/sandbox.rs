@@ -15,6 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::spawn::{Confinement, Namespaces, SpawnSpec, Stage, StartFailure};
+
 // Landlock access rights for files and directories (include/uapi/linux/landlock.h).
 const EXECUTE: u64 = 1 << 0;
 const WRITE_FILE: u64 = 1 << 1;
@@ -427,6 +429,96 @@ impl Drop for ExecCgroup {
     }
 }
 
+/// Protects the worker's own memory (secrets, decrypted parameters) from core dumps and
+/// from other processes; call it first thing, before any secret is loaded.
+///
+/// A root worker becomes undumpable (`PR_SET_DUMPABLE` 0: no core dumps, no ptrace, its
+/// `/proc` files owned by root). An unprivileged one stays dumpable with `RLIMIT_CORE` 0
+/// when Landlock is there: it must write its supervisors' user-namespace id maps, which
+/// `/proc` makes root's for an undumpable process; and such a worker gains little from
+/// being undumpable, since any other process of its user can read the data dir anyway,
+/// while its actions cannot ptrace it (Landlock scopes ptrace) nor see it (private
+/// `/proc`). Without Landlock, or when the namespaces prove impossible (see
+/// [`Sandbox::new`]), it is made undumpable after all.
+pub fn protect_worker() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root || landlock_abi().is_err() {
+        crate::spawn::make_undumpable();
+        return;
+    }
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `zero` is a valid rlimit read during the call. Failure leaves core dumps as
+    // the system has them, which PR_SET_DUMPABLE would not improve on here.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+}
+
+/// Whether this process can give its actions private namespaces (see
+/// [`crate::spawn::Namespaces`]), found by starting a supervisor in them for a program that
+/// does not exist: a start that fails at exec has passed every namespace step.
+pub fn probe_namespaces(ns: Namespaces) -> Result<Namespaces, String> {
+    let spec = SpawnSpec {
+        program: c"/nonexistent/attune-namespace-probe".into(),
+        argv: vec![c"probe".into()],
+        envp: Vec::new(),
+        cwd: c"/".into(),
+        confinement: Confinement {
+            namespaces: Some(ns),
+            ..Confinement::default()
+        },
+    };
+    let mut child = crate::spawn::spawn(spec).map_err(|e| {
+        format!("this kernel or its policy refuses new PID and mount namespaces: {e}")
+    })?;
+    let mut report = [0u8; 8];
+    let read = child
+        .start_pipe
+        .take()
+        .map(|fd| io::Read::read_exact(&mut fs::File::from(fd), &mut report));
+    // Reaps the supervisor, which has exited already.
+    drop(child);
+    match read {
+        Some(Ok(())) => match StartFailure::decode(report) {
+            f if f.stage == Stage::Exec => Ok(ns),
+            f => Err(f.to_string()),
+        },
+        _ => Err("the namespace probe gave no report".into()),
+    }
+}
+
+/// The namespaces this worker's actions get (see [`protect_worker`]).
+fn namespaces_for_worker(landlock: bool) -> Result<Namespaces, String> {
+    let ns = Namespaces::for_this_process();
+    if let Namespaces::User { .. } = ns {
+        if !landlock {
+            return Err("an unprivileged server isolates processes only with Landlock".into());
+        }
+    }
+    let probed = probe_namespaces(ns);
+    if probed.is_err() {
+        crate::spawn::make_undumpable();
+    }
+    probed
+}
+
+fn processes_line(namespaces: &Result<Namespaces, String>) -> String {
+    match namespaces {
+        Ok(ns) => format!(
+            "processes: each execution has PID and mount namespaces of its own{}, with a private /proc (hidepid=2): an action sees its own processes only, not the worker's command line",
+            match ns {
+                Namespaces::Privileged => "",
+                Namespaces::User { .. } => " (in a user namespace mapping only the server's uid and gid)",
+            }
+        ),
+        Err(why) => format!(
+            "processes NOT isolated: {why}; actions can read every process's command line in /proc"
+        ),
+    }
+}
+
 /// How actions would be confined on this machine, without setting anything up: one line
 /// per aspect, for `attune server --help`.
 pub fn probe() -> Vec<String> {
@@ -446,7 +538,11 @@ pub fn probe() -> Vec<String> {
         ),
         None => "  descendants: the supervisor's sweep (child subreaper); no writable cgroup v2 subtree".to_string(),
     };
-    vec![landlock, descendants]
+    let processes = format!(
+        "  {}",
+        processes_line(&probe_namespaces(Namespaces::for_this_process()))
+    );
+    vec![landlock, processes, descendants]
 }
 
 /// The first path on the way to `file` (a directory it cannot pass, or the file itself)
@@ -484,6 +580,7 @@ pub struct Sandbox {
     landlock_missing: Option<String>,
     cgroup: Option<CgroupParent>,
     run_as: Option<RunAs>,
+    namespaces: Result<Namespaces, String>,
 }
 
 /// The user actions run as.
@@ -554,16 +651,18 @@ impl Sandbox {
             .iter()
             .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
             .collect();
-        let (landlock, landlock_missing) = match landlock_abi() {
+        let (landlock, landlock_missing): (Option<Landlock>, _) = match landlock_abi() {
             Ok(abi) if abi >= 1 => (Some(Landlock::new(abi, &protected)), None),
             Ok(_) => (None, Some("the kernel reports no Landlock ABI".to_string())),
             Err(e) => (None, Some(format!("Landlock is unavailable: {e}"))),
         };
+        let landlock_ok = landlock.is_some();
         Sandbox {
             landlock,
             landlock_missing,
             cgroup: CgroupParent::create_for(single).ok(),
             run_as,
+            namespaces: namespaces_for_worker(landlock_ok),
         }
     }
 
@@ -574,12 +673,26 @@ impl Sandbox {
             landlock_missing: Some("disabled".into()),
             cgroup: None,
             run_as: None,
+            namespaces: Err("disabled".into()),
         }
     }
 
-    /// True when the file-system sandbox is missing: actions can reach the data dir.
+    /// True when a part of the sandbox is missing: the file system (actions can reach the
+    /// data dir) or the private `/proc` (actions can see other processes).
     pub fn degraded(&self) -> bool {
-        self.landlock.is_none()
+        !self.shortfalls().is_empty()
+    }
+
+    /// What is missing from the sandbox, a line each (empty when nothing is).
+    pub fn shortfalls(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.landlock.is_none() {
+            missing.push(self.confinement_line());
+        }
+        if self.namespaces.is_err() {
+            missing.push(self.processes_line());
+        }
+        missing
     }
 
     /// The user actions run as, if not the worker's.
@@ -601,9 +714,15 @@ impl Sandbox {
         }
     }
 
-    /// One line per aspect, for the log and `--help`.
+    /// What actions see of other processes, in one line.
+    pub fn processes_line(&self) -> String {
+        processes_line(&self.namespaces)
+    }
+
+    /// One line per aspect, for the log (the [`Sandbox::shortfalls`] among them are
+    /// warnings).
     pub fn describe(&self) -> Vec<String> {
-        let mut lines = vec![self.confinement_line()];
+        let mut lines = vec![self.confinement_line(), self.processes_line()];
         match &self.cgroup {
             Some(c) => lines.push(format!(
                 "descendants: each execution gets a cgroup under {} (ended with cgroup.kill), and its supervisor kills every leftover descendant",
@@ -641,9 +760,11 @@ impl Sandbox {
         };
         Ok((
             crate::spawn::Confinement {
+                proc_access: self.landlock.as_ref().map_or(0, |l| READ_RUN & l.handled),
                 landlock,
                 cgroup_procs,
                 run_as: self.run_as.as_ref().map(|r| (r.uid, r.gid)),
+                namespaces: self.namespaces.as_ref().ok().copied(),
             },
             cgroup,
         ))

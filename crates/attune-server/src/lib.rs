@@ -194,7 +194,7 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     for change in attune_runner::datadir::prepare_data_dir(&data).map_err(setup)? {
         log::info(&format!("data dir: {change}"));
     }
-    attune_runner::make_undumpable();
+    attune_runner::sandbox::protect_worker();
     // Before the store is touched: a second server on this data dir would mark the first
     // one's running executions abandoned at its start.
     let _data_lock = lock_data_dir(&data)?;
@@ -230,18 +230,18 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     log::info(&workspace.describe());
     let sandbox =
         attune_runner::Sandbox::new(&workspace.protected(&data), config.runner.run_as.clone());
-    if sandbox.degraded() && config.runner.require_sandbox {
+    let shortfalls = sandbox.shortfalls();
+    if !shortfalls.is_empty() && config.runner.require_sandbox {
         return Err(setup(format!(
             "--require-sandbox: {}",
-            sandbox.confinement_line()
+            shortfalls.join("; ")
         )));
     }
-    for (i, line) in sandbox.describe().iter().enumerate() {
-        // The first line is the file-system sandbox: a warning when it is degraded.
-        if i == 0 && sandbox.degraded() {
-            log::warn(line);
+    for line in sandbox.describe() {
+        if shortfalls.contains(&line) {
+            log::warn(&line);
         } else {
-            log::info(line);
+            log::info(&line);
         }
     }
     let pack_cache = workspace.pack_cache(&data).map_err(setup)?;

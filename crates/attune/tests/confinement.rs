@@ -41,8 +41,21 @@ for f in ["secret.key", "attune.db", "admin.token", "server.json", "server.lock"
 attempt("list the data dir", lambda: os.listdir(data))
 attempt("list the pack cache", lambda: os.listdir(os.path.join(data, "packs")))
 attempt("create in the data dir", lambda: open(os.path.join(data, "planted"), "w").close())
-for f in ["environ", "mem"]:
+for f in ["environ", "mem", "cmdline"]:
     attempt("read /proc/worker/" + f, lambda f=f: open("/proc/%d/%s" % (worker, f), "rb").read(1))
+    # The action's parent is its supervisor, which shares the worker's memory.
+    attempt("read /proc/parent/" + f, lambda f=f: open("/proc/%d/%s" % (os.getppid(), f), "rb").read(1))
+def find_server():
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open("/proc/%s/cmdline" % entry, "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"server" in argv:
+                return
+    raise LookupError("no server process in /proc")
+attempt("find the server's command line in /proc", find_server)
 attempt("read another execution's parameter file", lambda: open(other, "rb").read(1))
 attempt("list the runtime dir", lambda: os.listdir(os.path.dirname(os.path.dirname(os.getcwd()))))
 libc = ctypes.CDLL(None, use_errno=True)
@@ -65,6 +78,9 @@ with open(probe, "w") as f:
 os.unlink(probe)
 work["/tmp"] = True
 work["read own pack"] = "def attempt" in open(__file__).read()
+work["own /proc"] = open("/proc/self/status").read().startswith("Name:")
+work["/proc/cpuinfo"] = "processor" in open("/proc/cpuinfo").read()
+work["ps"] = subprocess.run(["ps", "-e"], capture_output=True).returncode == 0
 print(json.dumps({"attempts": res, "work": work}))
 "#;
 
@@ -146,7 +162,7 @@ fn attack(as_nobody: bool) {
     assert_eq!(v["status"], "succeeded", "{v}");
     let report: Value = serde_json::from_str(v["stdout"].as_str().unwrap().trim()).unwrap();
     let attempts = report["attempts"].as_object().unwrap();
-    assert!(attempts.len() >= 28, "{report}");
+    assert!(attempts.len() >= 34, "{report}");
     let allowed: Vec<&String> = attempts
         .iter()
         .filter(|(_, r)| *r == "ALLOWED")
@@ -173,13 +189,14 @@ fn an_action_cannot_reach_the_data_dir_the_worker_or_another_execution_as_nobody
 }
 
 /// An action that leaves four descendants behind (`setsid`, a double fork, `nohup`, and a
-/// `setsid` one holding the parameter file open), each writing its pid to `$PIDS`; then
-/// exits, or hangs when `MODE=hang`.
+/// `setsid` one holding the parameter file open), each writing its pid to `$PIDS` and
+/// then running as `attune-leftover-$PIDS` (its pid is its PID namespace's, so the test
+/// finds it by name); then exits, or hangs when `MODE=hang`.
 const LEAVE_SH: &str = r#"#!/bin/bash
-setsid bash -c 'echo $$ >> "$PIDS"; exec sleep 300' </dev/null >/dev/null 2>&1 &
-( bash -c 'echo $$ >> "$PIDS"; exec sleep 300' </dev/null >/dev/null 2>&1 & )
-nohup bash -c 'echo $$ >> "$PIDS"; exec sleep 300' </dev/null >/dev/null 2>&1 &
-setsid bash -c 'exec 9<"$1"; echo $$ >> "$PIDS"; exec sleep 300' _ "$ATTUNE_PARAMETER_FILE" </dev/null >/dev/null 2>&1 &
+setsid bash -c 'echo $$ >> "$PIDS"; exec -a "attune-leftover-$PIDS" sleep 300' </dev/null >/dev/null 2>&1 &
+( bash -c 'echo $$ >> "$PIDS"; exec -a "attune-leftover-$PIDS" sleep 300' </dev/null >/dev/null 2>&1 & )
+nohup bash -c 'echo $$ >> "$PIDS"; exec -a "attune-leftover-$PIDS" sleep 300' </dev/null >/dev/null 2>&1 &
+setsid bash -c 'exec 9<"$1"; echo $$ >> "$PIDS"; exec -a "attune-leftover-$PIDS" sleep 300' _ "$ATTUNE_PARAMETER_FILE" </dev/null >/dev/null 2>&1 &
 while [ "$(wc -l < "$PIDS" 2>/dev/null || echo 0)" -lt 4 ]; do sleep 0.02; done
 echo ready
 if [ "$MODE" = hang ]; then trap '' TERM; sleep 300; fi
@@ -205,21 +222,16 @@ fn pids(file: &Path) -> Vec<i32> {
         .collect()
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie is dead; only a process that can still run counts.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z')),
-        Err(_) => false,
-    }
+/// The live descendants an execution left, by name.
+fn survivors(file: &Path) -> Vec<i32> {
+    named(&format!("attune-leftover-{}", file.display()))
 }
 
 fn assert_all_gone(case: &str, file: &Path) {
     let p = pids(file);
     assert_eq!(p.len(), 4, "{case}: {p:?}");
     std::thread::sleep(Duration::from_secs(1));
-    let left: Vec<i32> = p.into_iter().filter(|pid| alive(*pid)).collect();
+    let left = survivors(file);
     assert!(left.is_empty(), "{case}: descendants still alive: {left:?}");
 }
 
@@ -249,23 +261,25 @@ fn no_descendant_outlives_its_execution_however_it_ends() {
     assert_all_gone("timeout", &file);
 
     let (id, file) = run(&s, "cancel", "hang", 60);
-    wait_for_lines(&file, 4);
+    wait_for_descendants(&file);
     let (st, _) = s.admin("POST", &format!("/api/v1/executions/{id}/cancel"), None);
     assert_eq!(st, 202);
     assert_eq!(s.wait_final(id, 30)["status"], "canceled");
     assert_all_gone("cancel", &file);
 
     let (_, file) = run(&s, "kill-9", "hang", 60);
-    wait_for_lines(&file, 4);
+    wait_for_descendants(&file);
     let mut child = s.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     assert_all_gone("kill -9 of the server", &file);
 }
 
-fn wait_for_lines(file: &Path, n: usize) {
+/// Waits until the four descendants run, seen both in `file` and by name (so that
+/// [`survivors`] is known to find them).
+fn wait_for_descendants(file: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while pids(file).len() < n {
+    while pids(file).len() < 4 || survivors(file).len() < 4 {
         assert!(Instant::now() < deadline, "descendants never started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -302,6 +316,11 @@ fn server_help_and_readyz_say_how_actions_are_confined() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("file-system sandbox: Landlock ABI"), "{text}");
     assert!(text.contains("descendants:"), "{text}");
+    assert!(
+        text.contains("processes: each execution has PID and mount namespaces of its own"),
+        "{text}"
+    );
     let s = TestServer::start(&["--require-sandbox"]);
     assert!(s.log().contains("sandbox: Landlock ABI"), "{}", s.log());
+    assert!(s.log().contains("with a private /proc"), "{}", s.log());
 }

@@ -222,13 +222,13 @@ fn the_child_environment_is_exactly_the_documented_set() {
     }
 }
 
-/// An action that ignores SIGTERM and leaves a grandchild that ignores it too; prints
-/// both pids.
+/// An action that ignores SIGTERM and leaves a grandchild that ignores it too, both named
+/// `$MARK`; prints `ready`.
 const STUBBORN: &str = r#"#!/usr/bin/env bash
 trap '' TERM
-bash -c "trap '' TERM; sleep 1000" &
-echo "$$ $!"
-sleep 1000
+bash -c "trap '' TERM; exec -a \"\$MARK\" sleep 1000" &
+echo ready
+exec -a "$MARK" sleep 1000
 "#;
 
 fn stubborn_pack() -> TestPack {
@@ -237,29 +237,30 @@ fn stubborn_pack() -> TestPack {
     p
 }
 
-fn start_stubborn(p: &TestPack, extra: &[&str]) -> (std::process::Child, Vec<i32>) {
-    let mut args = vec!["stub.born"];
+/// Starts the stubborn action; returns the runner and the name of its two processes,
+/// once both run.
+fn start_stubborn(p: &TestPack, extra: &[&str]) -> (std::process::Child, String) {
+    let mark = format!("attune-stubborn-{}", rand_suffix());
+    let env = format!("MARK={mark}");
+    let mut args = vec!["stub.born", "--env", &env];
     args.extend_from_slice(extra);
     let (child, _stdout, line) = p.spawn_first_line(&args);
-    let pids: Vec<i32> = line
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    assert_eq!(pids.len(), 2, "{line}");
-    assert!(!pids.iter().any(|p| gone(*p)));
-    (child, pids)
+    assert_eq!(line, "ready\n");
+    assert!(wait_named(&mark, 2, 10.0), "{:?}", named(&mark));
+    (child, mark)
 }
 
 #[test]
 fn a_timeout_kills_the_whole_group_within_the_grace_period() {
     let p = stubborn_pack();
     let t0 = Instant::now();
-    let (mut child, pids) = start_stubborn(&p, &["--timeout", "1", "--kill-grace", "1"]);
+    let (mut child, mark) = start_stubborn(&p, &["--timeout", "1", "--kill-grace", "1"]);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(124));
     assert!(
-        wait_gone(&pids, 0.0),
-        "group survived the timeout: {pids:?}"
+        wait_named(&mark, 0, 0.0),
+        "group survived the timeout: {:?}",
+        named(&mark)
     );
     assert!(
         t0.elapsed() < Duration::from_secs(1 + 1 + 1),
@@ -271,24 +272,29 @@ fn a_timeout_kills_the_whole_group_within_the_grace_period() {
 #[test]
 fn ctrl_c_cancels_and_kills_the_whole_group() {
     let p = stubborn_pack();
-    let (mut child, pids) = start_stubborn(&p, &["--kill-grace", "1"]);
+    let (mut child, mark) = start_stubborn(&p, &["--kill-grace", "1"]);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert!(wait_gone(&pids, 0.0), "group survived the cancel: {pids:?}");
+    assert!(
+        wait_named(&mark, 0, 0.0),
+        "group survived the cancel: {:?}",
+        named(&mark)
+    );
 }
 
 #[test]
 fn the_group_dies_with_the_runner_even_on_kill_9() {
     let p = stubborn_pack();
-    let (mut child, pids) = start_stubborn(&p, &[]);
+    let (mut child, mark) = start_stubborn(&p, &[]);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     assert!(
-        wait_gone(&pids, 2.0),
-        "action processes outlived the runner: {pids:?}"
+        wait_named(&mark, 0, 2.0),
+        "action processes outlived the runner: {:?}",
+        named(&mark)
     );
 }
 
@@ -299,12 +305,17 @@ fn leftover_background_processes_are_killed_when_the_action_exits() {
         "leave",
         "runner_type: shell",
         "leave.sh",
-        "#!/bin/bash\nsleep 1000 &\necho $!\n",
+        // Exits once its background process runs under its name.
+        "#!/bin/bash\nbash -c 'exec -a \"$MARK\" sleep 1000' &\nuntil grep -qs \"$MARK\" /proc/$!/cmdline; do sleep 0.01; done\n",
     );
-    let (out, rec) = p.run_json(&["bg.leave"]);
-    assert!(out.status.success());
-    let pid: i32 = rec["stdout"].as_str().unwrap().trim().parse().unwrap();
-    assert!(wait_gone(&[pid], 1.0), "background process {pid} survived");
+    let mark = format!("attune-bg-{}", rand_suffix());
+    let (out, _) = p.run_json(&["bg.leave", "--env", &format!("MARK={mark}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_named(&mark, 0, 1.0),
+        "background process survived: {:?}",
+        named(&mark)
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     if !args.local {
         return super::run_remote::run(args, data_dir);
     }
-    attune_runner::make_undumpable();
+    attune_runner::sandbox::protect_worker();
     let config = super::server::runner_config(&args.engine)?;
     let shared = config.run_as.is_some();
     let workspace = Workspace::open(data_dir, "local", shared).map_err(CliError::failure)?;
@@ -47,14 +47,15 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         &workspace.protected(data_dir),
         config.run_as.clone(),
     );
-    if sandbox.degraded() {
-        if config.require_sandbox {
-            return Err(CliError::failure(format!(
-                "--require-sandbox: {}",
-                sandbox.confinement_line()
-            )));
-        }
-        eprintln!("attune: warning: {}", sandbox.confinement_line());
+    let shortfalls = sandbox.shortfalls();
+    if !shortfalls.is_empty() && config.require_sandbox {
+        return Err(CliError::failure(format!(
+            "--require-sandbox: {}",
+            shortfalls.join("; ")
+        )));
+    }
+    for line in shortfalls {
+        eprintln!("attune: warning: {line}");
     }
     let runner = Runner::new(config, workspace, sandbox);
 

@@ -199,6 +199,39 @@ pub fn gone(pid: i32) -> bool {
     }
 }
 
+/// The live processes (not zombies) whose `argv[0]` is `name`, by their pids here. An
+/// action's own pids are its PID namespace's, so tests name the processes they look for
+/// (`exec -a NAME`) instead.
+pub fn named(name: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).next() == Some(name.as_bytes()) && !gone(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Waits up to `secs` until `n` processes are named `name`; true if they are.
+pub fn wait_named(name: &str, n: usize, secs: f64) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    loop {
+        if named(name).len() == n {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Waits up to `secs` for all `pids` to be gone.
 pub fn wait_gone(pids: &[i32], secs: f64) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
