@@ -484,34 +484,58 @@ impl Runner {
         if let Some(user) = self.sandbox.run_as() {
             exec_dir.give_to(user.uid, user.gid)?;
         }
-        let (confinement, cgroup) = self
-            .sandbox
-            .confine(exec_dir.path(), Some(&action.pack_dir))
-            .map_err(spawn_err)?;
-        let spec = SpawnSpec {
-            program: cstring(program.as_os_str().as_encoded_bytes()).map_err(spawn_err)?,
-            argv: argv
-                .iter()
-                .map(|a| cstring(a.as_bytes()))
-                .collect::<io::Result<_>>()
-                .map_err(spawn_err)?,
-            envp: env
-                .iter()
-                .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
-                .collect::<io::Result<_>>()
-                .map_err(spawn_err)?,
-            cwd: cstring(exec_dir.path().as_os_str().as_encoded_bytes()).map_err(spawn_err)?,
-            confinement,
-        };
-
         let started_at = SystemTime::now();
         let t0 = Instant::now();
-        let mut child = spawn::spawn(spec).map_err(spawn_err)?;
         let stdin_doc = (action.delivery == Delivery::Stdin).then_some(&doc[..]);
-        let (exit, initiated, stdout, stderr, start_failure) = self
-            .supervise(&mut child, job, stdin_doc, sink, cancel)
-            .await
-            .map_err(spawn_err)?;
+        // At most twice: once more without namespaces if they cannot be set up here.
+        let (child, cgroup, (exit, initiated, stdout, stderr, start_failure)) = loop {
+            let (confinement, cgroup) = self
+                .sandbox
+                .confine(exec_dir.path(), Some(&action.pack_dir))
+                .map_err(spawn_err)?;
+            let namespaced = confinement.namespaces.is_some();
+            let spec = SpawnSpec {
+                program: cstring(program.as_os_str().as_encoded_bytes()).map_err(spawn_err)?,
+                argv: argv
+                    .iter()
+                    .map(|a| cstring(a.as_bytes()))
+                    .collect::<io::Result<_>>()
+                    .map_err(spawn_err)?,
+                envp: env
+                    .iter()
+                    .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+                    .collect::<io::Result<_>>()
+                    .map_err(spawn_err)?,
+                cwd: cstring(exec_dir.path().as_os_str().as_encoded_bytes()).map_err(spawn_err)?,
+                confinement,
+            };
+            let mut child = match spawn::spawn(spec) {
+                Err(e)
+                    if namespaced
+                        && self.sandbox.namespaces_failed(&format!(
+                            "creating PID and mount namespaces failed: {e}"
+                        )) =>
+                {
+                    continue
+                }
+                r => r.map_err(spawn_err)?,
+            };
+            let r = self
+                .supervise(&mut child, job, stdin_doc, sink, cancel)
+                .await
+                .map_err(spawn_err)?;
+            match r.4 {
+                Some(f)
+                    if f.stage.sets_up_namespaces()
+                        && self.sandbox.namespaces_failed(&f.to_string()) =>
+                {
+                    continue
+                }
+                _ if namespaced => self.sandbox.namespaces_worked(),
+                _ => {}
+            }
+            break (child, cgroup, r);
+        };
         let duration = t0.elapsed();
         let finished_at = SystemTime::now();
         drop(child);

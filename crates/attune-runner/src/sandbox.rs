@@ -334,7 +334,12 @@ impl CgroupParent {
     /// A fresh cgroup for one execution.
     pub fn exec_cgroup(&self) -> io::Result<ExecCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        if self.single && n == 0 {
+        if self.single {
+            // The one execution is started again if its namespaces fail: the cgroup that
+            // ended with the first start is made anew.
+            if n > 0 {
+                fs::create_dir(&self.dir)?;
+            }
             return Ok(ExecCgroup {
                 dir: self.dir.clone(),
             });
@@ -489,12 +494,14 @@ pub fn probe_namespaces(ns: Namespaces) -> Result<Namespaces, String> {
     }
 }
 
+const WITHOUT_LANDLOCK: &str = "an unprivileged server isolates processes only with Landlock";
+
 /// The namespaces this worker's actions get (see [`protect_worker`]).
 fn namespaces_for_worker(landlock: bool) -> Result<Namespaces, String> {
     let ns = Namespaces::for_this_process();
     if let Namespaces::User { .. } = ns {
         if !landlock {
-            return Err("an unprivileged server isolates processes only with Landlock".into());
+            return Err(WITHOUT_LANDLOCK.into());
         }
     }
     let probed = probe_namespaces(ns);
@@ -580,7 +587,11 @@ pub struct Sandbox {
     landlock_missing: Option<String>,
     cgroup: Option<CgroupParent>,
     run_as: Option<RunAs>,
-    namespaces: Result<Namespaces, String>,
+    /// The namespaces actions get, or why none.
+    namespaces: std::sync::Mutex<Result<Namespaces, String>>,
+    /// False until a start in them succeeded (or the probe did): until then a failure to
+    /// set them up falls back to none (see [`Sandbox::namespaces_failed`]).
+    namespaces_proven: std::sync::atomic::AtomicBool,
 }
 
 /// The user actions run as.
@@ -638,15 +649,16 @@ impl Sandbox {
     /// Sets up confinement for a worker. `protected` are the paths no action may reach (the
     /// data dir, the runtime root); `run_as` is the user actions run as, if not ours.
     pub fn new(protected: &[PathBuf], run_as: Option<RunAs>) -> Sandbox {
-        Sandbox::build(protected, run_as, false)
+        Sandbox::build(protected, run_as, false, true)
     }
 
-    /// Like [`Sandbox::new`], for a single execution (`run --local`).
-    pub fn for_one_execution(protected: &[PathBuf], run_as: Option<RunAs>) -> Sandbox {
-        Sandbox::build(protected, run_as, true)
+    /// Like [`Sandbox::new`], for a single execution (`run --local`). Unless `probe`, the
+    /// namespaces are not probed first: the execution falls back to none if they fail.
+    pub fn for_one_execution(protected: &[PathBuf], run_as: Option<RunAs>, probe: bool) -> Sandbox {
+        Sandbox::build(protected, run_as, true, probe)
     }
 
-    fn build(protected: &[PathBuf], run_as: Option<RunAs>, single: bool) -> Sandbox {
+    fn build(protected: &[PathBuf], run_as: Option<RunAs>, single: bool, probe: bool) -> Sandbox {
         let protected: Vec<PathBuf> = protected
             .iter()
             .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
@@ -656,13 +668,20 @@ impl Sandbox {
             Ok(_) => (None, Some("the kernel reports no Landlock ABI".to_string())),
             Err(e) => (None, Some(format!("Landlock is unavailable: {e}"))),
         };
-        let landlock_ok = landlock.is_some();
+        // A server probes once; `run --local` does not pay for a probe that costs as much
+        // as its one execution, and falls back if the namespaces fail (see `confine`).
+        let namespaces = match (probe, Namespaces::for_this_process()) {
+            (false, Namespaces::User { .. }) if landlock.is_none() => Err(WITHOUT_LANDLOCK.into()),
+            (false, ns) => Ok(ns),
+            (true, _) => namespaces_for_worker(landlock.is_some()),
+        };
         Sandbox {
             landlock,
             landlock_missing,
             cgroup: CgroupParent::create_for(single).ok(),
             run_as,
-            namespaces: namespaces_for_worker(landlock_ok),
+            namespaces_proven: std::sync::atomic::AtomicBool::new(probe),
+            namespaces: std::sync::Mutex::new(namespaces),
         }
     }
 
@@ -673,7 +692,8 @@ impl Sandbox {
             landlock_missing: Some("disabled".into()),
             cgroup: None,
             run_as: None,
-            namespaces: Err("disabled".into()),
+            namespaces: std::sync::Mutex::new(Err("disabled".into())),
+            namespaces_proven: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -689,10 +709,41 @@ impl Sandbox {
         if self.landlock.is_none() {
             missing.push(self.confinement_line());
         }
-        if self.namespaces.is_err() {
+        if self.namespaces().is_err() {
             missing.push(self.processes_line());
         }
         missing
+    }
+
+    fn namespaces(&self) -> Result<Namespaces, String> {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An execution started in the namespaces: they work here.
+    pub fn namespaces_worked(&self) {
+        self.namespaces_proven.store(true, Ordering::Relaxed);
+    }
+
+    /// Setting up the namespaces failed for an execution (`why`), before its action
+    /// started. Unless they have worked before, they are given up for good (the worker
+    /// is made undumpable, see [`protect_worker`]) and true says to start it again
+    /// without them.
+    pub fn namespaces_failed(&self, why: &str) -> bool {
+        if self.namespaces_proven.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut ns = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ns.is_ok() {
+            *ns = Err(why.to_string());
+            crate::spawn::make_undumpable();
+        }
+        true
     }
 
     /// The user actions run as, if not the worker's.
@@ -716,7 +767,7 @@ impl Sandbox {
 
     /// What actions see of other processes, in one line.
     pub fn processes_line(&self) -> String {
-        processes_line(&self.namespaces)
+        processes_line(&self.namespaces())
     }
 
     /// One line per aspect, for the log (the [`Sandbox::shortfalls`] among them are
@@ -764,7 +815,7 @@ impl Sandbox {
                 landlock,
                 cgroup_procs,
                 run_as: self.run_as.as_ref().map(|r| (r.uid, r.gid)),
-                namespaces: self.namespaces.as_ref().ok().copied(),
+                namespaces: self.namespaces().ok(),
             },
             cgroup,
         ))

@@ -220,6 +220,15 @@ impl Stage {
         Stage::Exec,
     ];
 
+    /// Whether this is one of the supervisor's namespace steps, which fail before the
+    /// action exists.
+    pub fn sets_up_namespaces(self) -> bool {
+        matches!(
+            self,
+            Stage::IdMapping | Stage::MountPropagation | Stage::PrivateProc
+        )
+    }
+
     fn from_code(code: i32) -> Option<Stage> {
         Stage::ALL.into_iter().find(|s| *s as i32 == code)
     }

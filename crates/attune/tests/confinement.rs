@@ -324,3 +324,67 @@ fn server_help_and_readyz_say_how_actions_are_confined() {
     assert!(s.log().contains("sandbox: Landlock ABI"), "{}", s.log());
     assert!(s.log().contains("with a private /proc"), "{}", s.log());
 }
+
+/// Installs a seccomp filter failing every `clone` that asks for a new PID namespace with
+/// EPERM, as some container runtimes do, then execs the rest of the command line.
+const NO_PID_NS_PY: &str = r#"
+import ctypes, os, platform, struct, sys
+nr = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+prog = [
+    (0x20, 0, 0, 0),             # ld syscall number
+    (0x15, 0, 3, nr),            # clone? else allow
+    (0x20, 0, 0, 16),            # ld low word of the flags
+    (0x45, 0, 1, 0x20000000),    # CLONE_NEWPID? else allow
+    (0x06, 0, 0, 0x00050001),    # errno EPERM
+    (0x06, 0, 0, 0x7fff0000),    # allow
+]
+buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
+fprog = struct.pack("HxxxxxxQ", len(prog), ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0
+assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0, ctypes.get_errno()
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+
+#[test]
+fn run_local_without_namespaces_falls_back_and_says_so() {
+    let shared = shared_tempdir();
+    let pack = shared.path().join("leave");
+    leave_pack(&pack);
+    let state = state_dir();
+    let file = shared.path().join("nons.pids");
+    let run = |extra: &[&str]| {
+        std::process::Command::new("python3")
+            .args(["-c", NO_PID_NS_PY])
+            .arg(bin())
+            .arg("--data-dir")
+            .arg(state.path().join("data"))
+            .args(["run", "--local", "--pack-dir"])
+            .arg(&pack)
+            .arg("leave.leave")
+            .arg("--env")
+            .arg(format!("PIDS={}", file.display()))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("warning: processes NOT isolated: creating PID and mount namespaces failed:")
+            && stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    // Without namespaces the supervisor still kills every descendant.
+    assert_all_gone("run --local without namespaces", &file);
+    // --require-sandbox refuses instead.
+    let out = run(&["--require-sandbox"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--require-sandbox: processes NOT isolated"),
+        "{}",
+        stderr(&out)
+    );
+}

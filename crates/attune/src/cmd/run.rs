@@ -43,9 +43,11 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
 
     let id = attune_runner::new_execution_id("local");
     let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout)?;
+    // --require-sandbox must know before the run that every part of it works.
     let sandbox = attune_runner::Sandbox::for_one_execution(
         &workspace.protected(data_dir),
         config.run_as.clone(),
+        config.require_sandbox,
     );
     let shortfalls = sandbox.shortfalls();
     if !shortfalls.is_empty() && config.require_sandbox {
@@ -54,7 +56,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
             shortfalls.join("; ")
         )));
     }
-    for line in shortfalls {
+    for line in &shortfalls {
         eprintln!("attune: warning: {line}");
     }
     let runner = Runner::new(config, workspace, sandbox);
@@ -74,6 +76,12 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         drop(watcher);
         r
     });
+    // The namespaces, unprobed, may have failed and been left out.
+    for line in runner.sandbox().shortfalls() {
+        if !shortfalls.contains(&line) {
+            eprintln!("attune: warning: {line}");
+        }
+    }
     let outcome = outcome.map_err(|e| match e {
         attune_runner::RunError::InterpreterNotFound { .. }
         | attune_runner::RunError::Unreadable { .. }
