@@ -285,6 +285,36 @@ fn wait_for_descendants(file: &Path) {
     }
 }
 
+/// `attune run --local leave.leave` (descendants' pids to `file`), through `wrapper` (a
+/// command the binary's path and arguments are appended to) if any.
+fn run_leave_locally(
+    state: &Path,
+    pack: &Path,
+    file: &Path,
+    wrapper: Option<&[&str]>,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut cmd = match wrapper {
+        Some([program, args @ ..]) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(bin());
+            c
+        }
+        _ => std::process::Command::new(bin()),
+    };
+    cmd.arg("--data-dir")
+        .arg(state.join("data"))
+        .args(["run", "--local", "--pack-dir"])
+        .arg(pack)
+        .arg("leave.leave")
+        .arg("--env")
+        .arg(format!("PIDS={}", file.display()))
+        .args(["--env", "MODE=exit"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn run_local_leaves_no_descendant_either() {
     let shared = shared_tempdir();
@@ -292,17 +322,7 @@ fn run_local_leaves_no_descendant_either() {
     leave_pack(&pack);
     let state = state_dir();
     let file = shared.path().join("local.pids");
-    let out = std::process::Command::new(bin())
-        .arg("--data-dir")
-        .arg(state.path().join("data"))
-        .args(["run", "--local", "--pack-dir"])
-        .arg(&pack)
-        .arg("leave.leave")
-        .arg("--env")
-        .arg(format!("PIDS={}", file.display()))
-        .args(["--env", "MODE=exit"])
-        .output()
-        .unwrap();
+    let out = run_leave_locally(state.path(), &pack, &file, None, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_all_gone("run --local", &file);
 }
@@ -353,21 +373,8 @@ fn run_local_without_namespaces_falls_back_and_says_so() {
     leave_pack(&pack);
     let state = state_dir();
     let file = shared.path().join("nons.pids");
-    let run = |extra: &[&str]| {
-        std::process::Command::new("python3")
-            .args(["-c", NO_PID_NS_PY])
-            .arg(bin())
-            .arg("--data-dir")
-            .arg(state.path().join("data"))
-            .args(["run", "--local", "--pack-dir"])
-            .arg(&pack)
-            .arg("leave.leave")
-            .arg("--env")
-            .arg(format!("PIDS={}", file.display()))
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let wrapper: &[&str] = &["python3", "-c", NO_PID_NS_PY];
+    let run = |extra: &[&str]| run_leave_locally(state.path(), &pack, &file, Some(wrapper), extra);
     let out = run(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
