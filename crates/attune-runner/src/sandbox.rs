@@ -33,7 +33,6 @@ const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 const READ_RUN: u64 = EXECUTE | READ_FILE | READ_DIR;
 const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
 const SCOPE_SIGNAL: u64 = 1 << 1;
-const RULE_PATH_BENEATH: u32 = 1;
 /// The most entries a directory is split into (see [`grant`]).
 const MAX_SPLIT: usize = 64;
 /// The device nodes (and directories of them) an action may use.
@@ -56,12 +55,6 @@ struct RulesetAttr {
     handled_access_fs: u64,
     handled_access_net: u64,
     scoped: u64,
-}
-
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
 }
 
 /// The Landlock ABI the kernel offers, or why there is none.
@@ -178,24 +171,12 @@ impl Landlock {
     }
 
     fn add(&self, ruleset: &OwnedFd, parent: RawFd, rights: u64) -> io::Result<()> {
-        let attr = PathBeneathAttr {
-            allowed_access: rights & self.handled,
-            parent_fd: parent,
-        };
-        // SAFETY: `attr` is a valid path-beneath attribute, read during the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_add_rule,
-                ruleset.as_raw_fd(),
-                RULE_PATH_BENEATH,
-                &attr as *const PathBeneathAttr,
-                0u32,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        crate::spawn::sys::landlock_allow_beneath(
+            ruleset.as_raw_fd(),
+            parent,
+            rights & self.handled,
+        )
+        .map_err(|e| io::Error::from_raw_os_error(e.0))
     }
 }
 
@@ -452,13 +433,9 @@ pub fn protect_worker() {
         crate::spawn::make_undumpable();
         return;
     }
-    let zero = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `zero` is a valid rlimit read during the call. Failure leaves core dumps as
-    // the system has them, which PR_SET_DUMPABLE would not improve on here.
-    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    // Failure leaves core dumps as the system has them, which PR_SET_DUMPABLE would not
+    // improve on here.
+    let _ = crate::spawn::sys::no_core_dumps();
 }
 
 /// Whether this process can give its actions private namespaces (see
