@@ -111,8 +111,13 @@ impl Landlock {
         grant(Path::new("/"), READ_RUN, &system, &mut rules);
         // The devices programs use, read, written and ioctl'd (terminals).
         let device = READ_RUN | WRITE_FILE | TRUNCATE | IOCTL_DEV;
-        for dev in DEVICES {
-            grant(Path::new(dev), device, protected, &mut rules);
+        // One listing of /dev rather than a stat per device.
+        if let Ok(entries) = fs::read_dir("/dev") {
+            let wanted = entries
+                .flatten()
+                .filter(|e| DEVICES.iter().any(|d| Path::new(d) == e.path()))
+                .collect();
+            grant_entries(wanted, device, protected, &mut rules);
         }
         // The shared scratch directories, fully (/dev/shm split around the runtime root).
         for tmp in ["/tmp", "/var/tmp", "/dev/shm"] {
@@ -183,20 +188,7 @@ impl Landlock {
 /// Opens `path` (not following a final symlink) for use as a rule's anchor; also says
 /// whether it is a directory.
 fn open_path(path: &Path) -> io::Result<(OwnedFd, bool)> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
-    // SAFETY: `c` is a valid C string for the call.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor that we now own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = open_anchor(path, false)?;
     // SAFETY: fstat fills the zeroed struct, which outlives the call.
     let mode = unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -211,29 +203,86 @@ fn open_path(path: &Path) -> io::Result<(OwnedFd, bool)> {
     Ok((fd, mode == libc::S_IFDIR))
 }
 
+/// An `O_PATH` descriptor of `path` itself (a final symlink is not followed); with `dir`,
+/// only if it is a directory.
+fn open_anchor(path: &Path, dir: bool) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))?;
+    // SAFETY: `c` is a valid C string for the call.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH
+                | libc::O_CLOEXEC
+                | libc::O_NOFOLLOW
+                | if dir { libc::O_DIRECTORY } else { 0 },
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Grants `rights` beneath `path`, except beneath any protected path: a directory that
 /// holds one is split into its entries, each granted alone (none if there are more than
 /// [`MAX_SPLIT`]: denying is the safe side, and each rule costs every execution). Symlinks
 /// are skipped: access is checked on what they resolve to.
 fn grant(path: &Path, rights: u64, protected: &[PathBuf], rules: &mut Vec<(OwnedFd, u64)>) {
+    if let Ok((fd, is_dir)) = open_path(path) {
+        grant_opened(path, fd, is_dir, rights, protected, rules);
+    }
+}
+
+/// [`grant`] for `path`, already open as `fd`.
+fn grant_opened(
+    path: &Path,
+    fd: OwnedFd,
+    is_dir: bool,
+    rights: u64,
+    protected: &[PathBuf],
+    rules: &mut Vec<(OwnedFd, u64)>,
+) {
     if protected.iter().any(|p| p == path) {
         return;
     }
-    if protected.iter().any(|p| p.starts_with(path)) {
-        let Ok(entries) = fs::read_dir(path) else {
-            return;
-        };
-        let entries: Vec<fs::DirEntry> = entries.flatten().take(MAX_SPLIT + 1).collect();
-        if entries.len() > MAX_SPLIT {
-            return;
-        }
-        for entry in entries {
-            grant(&entry.path(), rights, protected, rules);
-        }
+    if !protected.iter().any(|p| p.starts_with(path)) {
+        rules.push((fd, if is_dir { rights } else { rights & FILE_RIGHTS }));
         return;
     }
-    if let Ok((fd, is_dir)) = open_path(path) {
-        rules.push((fd, if is_dir { rights } else { rights & FILE_RIGHTS }));
+    drop(fd);
+    let Ok(entries) = fs::read_dir(path) else {
+        return;
+    };
+    let entries: Vec<fs::DirEntry> = entries.flatten().take(MAX_SPLIT + 1).collect();
+    if entries.len() > MAX_SPLIT {
+        return;
+    }
+    grant_entries(entries, rights, protected, rules);
+}
+
+/// [`grant`] for each of `entries` of one directory.
+fn grant_entries(
+    entries: Vec<fs::DirEntry>,
+    rights: u64,
+    protected: &[PathBuf],
+    rules: &mut Vec<(OwnedFd, u64)>,
+) {
+    for entry in entries {
+        // The entry's type comes with the listing: no stat per entry. Should an entry be
+        // replaced after the listing, a directory's open fails (O_DIRECTORY), and what
+        // replaced a file gets file rights only (less, never more).
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            continue;
+        }
+        let path = entry.path();
+        if let Ok(fd) = open_anchor(&path, kind.is_dir()) {
+            grant_opened(&path, fd, kind.is_dir(), rights, protected, rules);
+        }
     }
 }
 
@@ -241,6 +290,18 @@ fn grant(path: &Path, rights: u64, protected: &[PathBuf], rules: &mut Vec<(Owned
 fn own_cgroup() -> Option<PathBuf> {
     let cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    // The usual places first: /proc/self/mountinfo is long on a busy host, and reading
+    // it was the largest part of `run --local`'s cgroup cost. A mount there whose root
+    // is not the namespace's root would not hold our cgroup's directory; then mountinfo
+    // says where it is.
+    for mount in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if is_cgroup2(Path::new(mount)) {
+            let dir = Path::new(mount).join(rel.trim_start_matches('/'));
+            if dir.join("cgroup.procs").exists() {
+                return Some(dir);
+            }
+        }
+    }
     let mounts = fs::read_to_string("/proc/self/mountinfo").ok()?;
     for line in mounts.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
@@ -262,6 +323,19 @@ fn own_cgroup() -> Option<PathBuf> {
         });
     }
     None
+}
+
+/// Whether a cgroup v2 file system is mounted at `path`.
+fn is_cgroup2(path: &Path) -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid C string and `st` a zeroed struct, both outliving the call.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC
+    }
 }
 
 /// This worker's cgroup for executions, `attune-<pid>-<n>` beside the worker in its own
@@ -339,17 +413,28 @@ impl Drop for CgroupParent {
 
 /// Kills everything in a cgroup tree and removes it.
 fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_tree(&e.path());
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_cgroup_tree(&e.path());
+                }
             }
         }
+        // Gone already (`run --local`'s one execution removed it).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(_) => {}
     }
     kill_and_remove(dir);
 }
 
 fn kill_and_remove(dir: &Path) {
+    // An empty cgroup (the usual case: the supervisor killed every descendant) is simply
+    // removed; one with processes left refuses with EBUSY, and they are killed.
+    match fs::remove_dir(dir) {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+        _ => return,
+    }
     if let Ok(mut f) = fs::OpenOptions::new()
         .write(true)
         .open(dir.join("cgroup.kill"))
@@ -652,10 +737,11 @@ impl Sandbox {
             (false, ns) => Ok(ns),
             (true, _) => namespaces_for_worker(landlock.is_some()),
         };
+        let cgroup = CgroupParent::create_for(single).ok();
         Sandbox {
             landlock,
             landlock_missing,
-            cgroup: CgroupParent::create_for(single).ok(),
+            cgroup,
             run_as,
             namespaces_proven: std::sync::atomic::AtomicBool::new(probe),
             namespaces: std::sync::Mutex::new(namespaces),

@@ -314,6 +314,7 @@ impl Workspace {
         Ok(ExecDir {
             path,
             removed: false,
+            written: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -399,6 +400,8 @@ fn make_writable(path: &Path) {
 pub struct ExecDir {
     path: PathBuf,
     removed: bool,
+    /// Whether anything was written in it (else [`ExecDir::give_to`] need not list it).
+    written: std::sync::atomic::AtomicBool,
 }
 
 impl ExecDir {
@@ -410,6 +413,8 @@ impl ExecDir {
     /// Writes the parameter document to `params.<ext>`: created with O_EXCL, mode 0400.
     pub fn write_param_file(&self, ext: &str, doc: &[u8]) -> Result<PathBuf, WorkspaceError> {
         let path = self.path.join(format!("params.{ext}"));
+        self.written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -425,6 +430,9 @@ impl ExecDir {
     /// runs as: that user, and no one else, can then read them.
     pub fn give_to(&self, uid: u32, gid: u32) -> Result<(), WorkspaceError> {
         std::os::unix::fs::lchown(&self.path, Some(uid), Some(gid)).map_err(io_err(&self.path))?;
+        if !self.written.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         for entry in fs::read_dir(&self.path).map_err(io_err(&self.path))? {
             let path = entry.map_err(io_err(&self.path))?.path();
             std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(io_err(&path))?;
