@@ -82,6 +82,20 @@ pub fn serialize(params: &Map<String, Value>, format: Format) -> Result<Vec<u8>,
     }
 }
 
+/// Checks, when a request is made, that `params` can be delivered in `format`: dotenv
+/// cannot carry a NUL byte (JSON text escapes it, so only a string value can hold one).
+pub fn check_deliverable(params: &Map<String, Value>, format: Format) -> Result<(), FormatError> {
+    if format == Format::Dotenv {
+        check_dotenv_keys(params.keys().map(String::as_str))?;
+        for (name, value) in params {
+            if matches!(value, Value::String(s) if s.contains('\0')) {
+                return Err(FormatError::NulInDotenv(name.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn to_json_line(params: &Map<String, Value>) -> Vec<u8> {
     // Serialising a map of JSON values cannot fail: keys are strings, numbers are finite.
     let mut out = serde_json::to_vec(params).unwrap_or_else(|_| b"{}".to_vec());

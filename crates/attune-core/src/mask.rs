@@ -1,6 +1,16 @@
 //! Masking of secret values in an action's output (DESIGN.md §5): every secret value of
-//! four bytes or more, and its base64, URL-encoded and JSON-escaped forms, becomes `***`,
-//! also when it straddles the boundary between two reads.
+//! four bytes or more, and its encoded forms, becomes `***`, also when it straddles the
+//! boundary between two reads. The forms:
+//! - base64 and base64url at any offset inside a longer encoded text: for each of the three
+//!   alignments, the characters that depend on the secret's bits alone (so
+//!   `base64("user:" + secret)`, HTTP Basic, is caught);
+//! - percent-encoding as Python's `quote` (keeps `/`) and `quote_plus` (space as `+`),
+//!   JavaScript's `encodeURIComponent` (keeps `!*'()`) and jq's `@uri` write it;
+//! - JSON string escaping as serde and JavaScript (non-ASCII as is), Python's `json.dumps`
+//!   (`\uXXXX` for non-ASCII, surrogate pairs beyond U+FFFF) and jq (also `\u007f`) write
+//!   it.
+//!
+//! Values shorter than four bytes are not masked: masking `a` would destroy all output.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine as _;
@@ -30,22 +40,9 @@ impl Masker {
             if s.len() < MIN_SECRET_LEN {
                 continue;
             }
-            let std_b64 = base64::engine::general_purpose::STANDARD.encode(s);
-            let url_b64 = base64::engine::general_purpose::URL_SAFE.encode(s);
-            let json = serde_json::to_string(s).unwrap_or_default();
-            let json_inner = json[1..json.len().saturating_sub(1).max(1)].to_string();
-            for form in [
-                s.to_string(),
-                std_b64.trim_end_matches('=').to_string(),
-                std_b64,
-                url_b64.trim_end_matches('=').to_string(),
-                url_b64,
-                percent_encode(s, false),
-                percent_encode(s, true),
-                json_inner,
-            ] {
-                if form.len() >= MIN_SECRET_LEN && !patterns.iter().any(|p| p == form.as_bytes()) {
-                    patterns.push(form.into_bytes());
+            for form in encoded_forms(s) {
+                if form.len() >= MIN_SECRET_LEN && !patterns.contains(&form) {
+                    patterns.push(form);
                 }
             }
         }
@@ -57,6 +54,31 @@ impl Masker {
             .build(&patterns)
             .ok();
         Masker { matcher, patterns }
+    }
+
+    /// Masks every string (and object key) in `v`.
+    pub fn mask_json(&self, v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        if !self.is_active() {
+            return v;
+        }
+        let text = |s: String| {
+            let masked = self.mask_all(s.as_bytes());
+            String::from_utf8(masked)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        };
+        match v {
+            Value::String(s) => Value::String(text(s)),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|i| self.mask_json(i)).collect())
+            }
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (text(k), self.mask_json(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 
     /// Whether this masker masks anything.
@@ -97,16 +119,88 @@ impl Masker {
     }
 }
 
-/// Percent-encodes everything but unreserved characters; `plus` also writes space as `+`.
-fn percent_encode(s: &str, plus: bool) -> String {
+/// `s` and every encoded form of it that is masked (see the module's documentation).
+fn encoded_forms(s: &str) -> Vec<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let mut forms = vec![s.as_bytes().to_vec()];
+    for engine in [&STANDARD, &URL_SAFE] {
+        // The secret encoded alone, padding included, is masked whole.
+        let alone = engine.encode(s);
+        forms.push(alone.trim_end_matches('=').as_bytes().to_vec());
+        forms.push(alone.into_bytes());
+        for offset in 0..3 {
+            forms.push(base64_core(engine, s.as_bytes(), offset));
+        }
+    }
+    // The characters each encoder leaves as they are, beside letters and digits.
+    const RFC3986: &str = "-_.~";
+    for (keep, plus) in [
+        (RFC3986, false),     // jq 1.7 @uri, quote(safe='')
+        ("-_.~/", false),     // Python quote()
+        (RFC3986, true),      // Python quote_plus()
+        ("-_.~!*'()", false), // JavaScript encodeURIComponent(), jq 1.6 @uri
+    ] {
+        forms.push(percent_encode(s, keep, plus).into_bytes());
+    }
+    for (ascii_only, escape_del) in [(false, false), (true, false), (false, true)] {
+        forms.push(json_escape(s, ascii_only, escape_del).into_bytes());
+    }
+    forms
+}
+
+/// The base64 characters that depend only on `secret`'s bits when it is encoded `offset`
+/// bytes (mod 3) into a longer text: neither the characters that mix in bits of what comes
+/// before nor those that mix in what comes after.
+fn base64_core(engine: &base64::engine::GeneralPurpose, secret: &[u8], offset: usize) -> Vec<u8> {
+    let mut text = vec![0u8; offset];
+    text.extend_from_slice(secret);
+    let encoded = engine.encode(&text);
+    let first = (8 * offset).div_ceil(6);
+    let end = (8 * (offset + secret.len())) / 6;
+    encoded.as_bytes()[first.min(end)..end].to_vec()
+}
+
+/// Percent-encodes every byte but ASCII letters, digits and `keep`; `plus` writes space as
+/// `+`. Hex digits are upper case, as every encoder named above writes them.
+fn percent_encode(s: &str, keep: &str, plus: bool) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+        if b.is_ascii_alphanumeric() || keep.as_bytes().contains(&b) {
             out.push(b as char);
         } else if plus && b == b' ' {
             out.push('+');
         } else {
             out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `s` as it appears inside a JSON string: `"` and `\` escaped, control characters as
+/// `\n`-style or `\u00XX` escapes; with `ascii_only`, every non-ASCII character as
+/// `\uXXXX` (lower-case hex, UTF-16 surrogate pairs beyond U+FFFF), as Python writes by
+/// default; with `escape_del`, DEL as `\u007f`, as jq writes it.
+fn json_escape(s: &str, ascii_only: bool, escape_del: bool) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (escape_del && c == '\u{7f}') => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if ascii_only && !c.is_ascii() => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => out.push(c),
         }
     }
     out
@@ -178,6 +272,53 @@ mod tests {
         assert_eq!(
             json.mask_all(br#"{"v":"quote\"back\\slash"}"#),
             br#"{"v":"***"}"#
+        );
+    }
+
+    /// What real encoders write, checked against each encoder where it runs.
+    #[test]
+    fn every_encoding_the_design_lists_is_masked() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let secret = "p@ss/wörd!*'() ~+=?&ünï😀";
+        let m = Masker::new([secret]);
+        let masked = |text: &str| String::from_utf8(m.mask_all(text.as_bytes())).unwrap();
+        // base64 at each alignment inside a longer text, both alphabets (HTTP Basic).
+        for prefix in ["user:", "user1:", "u:", ""] {
+            for suffix in ["", ":tail", "x"] {
+                for engine in [&STANDARD, &URL_SAFE] {
+                    let text = engine.encode(format!("{prefix}{secret}{suffix}"));
+                    let out = masked(&format!("Authorization: Basic {text}"));
+                    assert!(out.contains("***"), "{prefix:?}/{suffix:?}: {out}");
+                    let core = base64_core(engine, secret.as_bytes(), prefix.len() % 3);
+                    assert!(!out.contains(std::str::from_utf8(&core).unwrap()), "{out}");
+                }
+            }
+        }
+        // Percent-encodings (as Python quote/quote_plus, encodeURIComponent, jq @uri write them).
+        for text in [
+            "p%40ss/w%C3%B6rd%21%2A%27%28%29%20~%2B%3D%3F%26%C3%BCn%C3%AF%F0%9F%98%80",
+            "p%40ss%2Fw%C3%B6rd%21%2A%27%28%29+~%2B%3D%3F%26%C3%BCn%C3%AF%F0%9F%98%80",
+            "p%40ss%2Fw%C3%B6rd!*'()%20~%2B%3D%3F%26%C3%BCn%C3%AF%F0%9F%98%80",
+            "p%40ss%2Fw%C3%B6rd%21%2A%27%28%29%20~%2B%3D%3F%26%C3%BCn%C3%AF%F0%9F%98%80",
+        ] {
+            assert_eq!(masked(&format!("?q={text}&x=1")), "?q=***&x=1", "{text}");
+        }
+        // JSON escapes: serde/JS (as is), Python (\\uXXXX, surrogates).
+        let python = r#"{"token": "p@ss/w\u00f6rd!*'() ~+=?&\u00fcn\u00ef\ud83d\ude00"}"#;
+        assert_eq!(masked(python), r#"{"token": "***"}"#);
+        let serde = serde_json::to_string(&serde_json::json!({ "token": secret })).unwrap();
+        assert_eq!(masked(&serde), r#"{"token":"***"}"#);
+        let jq = Masker::new(["del\u{7f}and\"quote"]);
+        assert_eq!(jq.mask_all(br#""del\u007fand\"quote""#), br#""***""#);
+    }
+
+    #[test]
+    fn a_parsed_result_is_masked_leaf_by_leaf() {
+        let m = Masker::new(["hunter2-secret"]);
+        let v = serde_json::json!({"a": ["x hunter2-secret y", 1], "hunter2-secret": {"b": "hunter2-secret"}});
+        assert_eq!(
+            m.mask_json(v),
+            serde_json::json!({"a": ["x *** y", 1], "***": {"b": "***"}})
         );
     }
 

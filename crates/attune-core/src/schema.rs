@@ -68,9 +68,16 @@ impl ParamSchema {
     }
 
     /// Applies defaults for missing top-level parameters, then validates.
-    pub fn prepare(
+    pub fn prepare(&self, params: Map<String, Value>) -> Result<Map<String, Value>, Violations> {
+        self.prepare_hiding(params, &[])
+    }
+
+    /// Like [`ParamSchema::prepare`], also keeping the values of the parameters named in
+    /// `also_secret` out of the messages (a value that was secret once stays secret).
+    pub fn prepare_hiding(
         &self,
         mut params: Map<String, Value>,
+        also_secret: &[String],
     ) -> Result<Map<String, Value>, Violations> {
         if let Some(props) = self.properties() {
             for (name, prop) in props {
@@ -96,7 +103,7 @@ impl ParamSchema {
                 // Errors about the whole object (missing or unexpected parameters) name
                 // parameters, never values.
                 err.masked_with("parameters").to_string()
-            } else if self.is_secret(&top) {
+            } else if self.is_secret(&top) || also_secret.contains(&top) {
                 err.masked_with("value").to_string()
             } else {
                 truncate(err.to_string(), 300)
@@ -118,10 +125,19 @@ impl ParamSchema {
 
     /// Copies `params` with every secret parameter replaced by `"********"`.
     pub fn redact(&self, params: &Map<String, Value>) -> Map<String, Value> {
+        self.redact_also(params, &[])
+    }
+
+    /// Like [`ParamSchema::redact`], also redacting the parameters named in `also_secret`.
+    pub fn redact_also(
+        &self,
+        params: &Map<String, Value>,
+        also_secret: &[String],
+    ) -> Map<String, Value> {
         params
             .iter()
             .map(|(k, v)| {
-                if self.is_secret(k) {
+                if self.is_secret(k) || also_secret.contains(k) {
                     (k.clone(), Value::String(crate::REDACTED.into()))
                 } else {
                     (k.clone(), v.clone())
@@ -206,6 +222,119 @@ pub fn compile_output_schema(schema: &Value) -> Result<jsonschema::Validator, Sc
     })
 }
 
+/// The keys of the flat form of a parameter's definition.
+pub const FLAT_KEYS: &[&str] = &[
+    "type",
+    "description",
+    "default",
+    "required",
+    "secret",
+    "enum",
+];
+
+/// JSON Schema's own keywords (draft 2020-12, and drafts 4–7's `definitions` and
+/// `dependencies`): allowed in a parameter's definition beside [`FLAT_KEYS`].
+const SCHEMA_KEYWORDS: &[&str] = &[
+    "$schema",
+    "$id",
+    "$ref",
+    "$defs",
+    "$comment",
+    "$anchor",
+    "$dynamicRef",
+    "$dynamicAnchor",
+    "$vocabulary",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "type",
+    "enum",
+    "const",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "maxContains",
+    "minContains",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "dependentRequired",
+    "items",
+    "prefixItems",
+    "contains",
+    "additionalProperties",
+    "properties",
+    "patternProperties",
+    "propertyNames",
+    "dependentSchemas",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "format",
+    "contentEncoding",
+    "contentMediaType",
+    "contentSchema",
+    "definitions",
+    "dependencies",
+];
+
+/// Refuses a key in parameter `name`'s definition that is neither of the flat form nor a
+/// JSON Schema keyword: a misspelt `secret` must not quietly leave a password unprotected.
+fn check_parameter_keys(name: &str, prop: &Map<String, Value>) -> Result<(), SchemaError> {
+    for key in prop.keys() {
+        if FLAT_KEYS.contains(&key.as_str()) || SCHEMA_KEYWORDS.contains(&key.as_str()) {
+            continue;
+        }
+        let near = FLAT_KEYS
+            .iter()
+            .chain(SCHEMA_KEYWORDS)
+            .map(|k| (edit_distance(key, k), *k))
+            .min()
+            .filter(|(d, _)| *d <= 2)
+            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        return Err(SchemaError(format!(
+            "key `parameters.{name}`: unknown key `{key}`{near}; allowed: {}, or a JSON Schema keyword (minLength, pattern, items, format, …)",
+            FLAT_KEYS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 fn normalise(raw: Option<&Value>) -> Result<(Value, Vec<String>), SchemaError> {
     let raw = match raw {
         None | Some(Value::Null) => {
@@ -280,6 +409,7 @@ fn normalise(raw: Option<&Value>) -> Result<(Value, Vec<String>), SchemaError> {
                 crate::json_type_name(&prop)
             )));
         };
+        check_parameter_keys(&name, &prop)?;
         match prop.remove("required") {
             None | Some(Value::Bool(false)) => {}
             Some(Value::Bool(true)) => required.push(name.clone()),
@@ -331,6 +461,32 @@ mod tests {
         let b = ParamSchema::from_metadata(Some(&object)).unwrap();
         assert_eq!(a.json_schema(), b.json_schema());
         assert_eq!(a.secret_names(), ["token"]);
+    }
+
+    #[test]
+    fn a_misspelt_key_is_an_error_naming_the_parameter_and_the_allowed_keys() {
+        let e =
+            ParamSchema::from_metadata(Some(&json!({"pw": {"type": "string", "secrte": true}})))
+                .unwrap_err();
+        assert_eq!(
+            e.0,
+            "key `parameters.pw`: unknown key `secrte` (did you mean `secret`?); allowed: type, description, default, required, secret, enum, or a JSON Schema keyword (minLength, pattern, items, format, …)"
+        );
+        let e = ParamSchema::from_metadata(Some(
+            &json!({"type": "object", "properties": {"n": {"type": "integer", "maxium": 3}}}),
+        ))
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("key `parameters.n`: unknown key `maxium` (did you mean `maximum`?)"),
+            "{}",
+            e.0
+        );
+        let e = ParamSchema::from_metadata(Some(&json!({"x": {"type": "string", "wibble": 1}})))
+            .unwrap_err();
+        assert!(e.0.contains("unknown key `wibble`; allowed"), "{}", e.0);
+        // JSON Schema's own keywords are fine.
+        ParamSchema::from_metadata(Some(&json!({"x": {"type": "string", "minLength": 2, "pattern": "^a", "format": "email", "title": "X", "examples": ["ab"]}})))
+            .unwrap();
     }
 
     #[test]

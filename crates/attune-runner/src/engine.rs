@@ -184,6 +184,17 @@ pub fn validate_request(
     parameters: Map<String, Value>,
     timeout: Option<u64>,
 ) -> Result<(Map<String, Value>, Duration), PrepareError> {
+    validate_request_hiding(action, parameters, timeout, &[])
+}
+
+/// Like [`validate_request`]; the values of the parameters named in `also_secret` (secret
+/// once, though the action no longer says so) stay out of the messages too.
+pub fn validate_request_hiding(
+    action: &Action,
+    parameters: Map<String, Value>,
+    timeout: Option<u64>,
+    also_secret: &[String],
+) -> Result<(Map<String, Value>, Duration), PrepareError> {
     if !action.enabled {
         return Err(PrepareError::Disabled(action.action_ref.clone()));
     }
@@ -198,13 +209,17 @@ pub fn validate_request(
         }
         Some(t) => t,
     };
+    let invalid = |violations| PrepareError::Invalid {
+        action: action.action_ref.clone(),
+        violations,
+    };
     let parameters = action
         .parameters
-        .prepare(parameters)
-        .map_err(|violations| PrepareError::Invalid {
-            action: action.action_ref.clone(),
-            violations,
-        })?;
+        .prepare_hiding(parameters, also_secret)
+        .map_err(invalid)?;
+    // Refused now, not when the action is about to run.
+    attune_core::format::check_deliverable(&parameters, action.format)
+        .map_err(|e| invalid(attune_core::schema::Violations(vec![e.to_string()])))?;
     Ok((parameters, Duration::from_secs(timeout)))
 }
 
@@ -217,8 +232,21 @@ pub fn prepare_job(
     env_vars: EnvVars,
     timeout: Option<u64>,
 ) -> Result<Job, PrepareError> {
-    let (parameters, timeout) = validate_request(&action, parameters, timeout)?;
-    let secrets = secret_values(&action, &parameters);
+    prepare_job_hiding(execution_id, action, parameters, env_vars, timeout, &[])
+}
+
+/// Like [`prepare_job`]; the parameters named in `also_secret` are masked and kept out of
+/// messages as the action's secret parameters are.
+pub fn prepare_job_hiding(
+    execution_id: String,
+    action: Arc<Action>,
+    parameters: Map<String, Value>,
+    env_vars: EnvVars,
+    timeout: Option<u64>,
+    also_secret: &[String],
+) -> Result<Job, PrepareError> {
+    let (parameters, timeout) = validate_request_hiding(&action, parameters, timeout, also_secret)?;
+    let secrets = secret_values(&action, &parameters, also_secret);
     let masker = Arc::new(Masker::new(secrets.iter().map(String::as_str)));
     Ok(Job {
         execution_id,
@@ -230,19 +258,34 @@ pub fn prepare_job(
     })
 }
 
-/// The text of every secret parameter's value (strings as they are, others as JSON).
-pub fn secret_values(action: &Action, params: &Map<String, Value>) -> Vec<String> {
-    action
-        .parameters
-        .secret_names()
-        .iter()
-        .filter_map(|name| params.get(name))
-        .flat_map(|v| match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Null => vec![],
-            other => vec![other.to_string()],
-        })
-        .collect()
+/// The texts to mask for the secret parameters (the action's and `also_secret`): a string
+/// as it is; every string leaf of an object or array (not their whole JSON text: masking
+/// that would turn a result line holding them into invalid JSON, while their leaves are
+/// masked anyway); other values as their JSON text.
+pub fn secret_values(
+    action: &Action,
+    params: &Map<String, Value>,
+    also_secret: &[String],
+) -> Vec<String> {
+    fn leaves(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
+            Value::Object(m) => m.values().for_each(|i| leaves(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let names = action.parameters.secret_names().iter().chain(also_secret);
+    for value in names.filter_map(|name| params.get(name)) {
+        match value {
+            Value::Null => {}
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(_) | Value::Object(_) => leaves(value, &mut out),
+            other => out.push(other.to_string()),
+        }
+    }
+    out
 }
 
 /// Why an execution could not be started. Messages never contain parameter values.
@@ -543,7 +586,9 @@ impl Runner {
         drop(cgroup);
         let cleanup_ok = exec_dir.remove().is_ok();
 
-        let result = parse_result(stdout.last_line.as_deref());
+        // Parsed from the masked text; string leaves masked again, in case an escape no
+        // encoder above writes decoded to a secret.
+        let result = parse_result(stdout.last_line.as_deref()).map(|r| job.masker.mask_json(r));
         let mut error = None;
         let mut status = match (initiated, start_failure, exit) {
             (Some(s), _, _) => s,

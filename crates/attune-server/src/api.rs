@@ -1,12 +1,12 @@
 //! The REST API (docs/api.md): routes, request parsing, responses.
 
-use crate::auth::{hash_token, new_token, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::problem::Problem;
-use crate::worker::SECRETS_AAD;
+use crate::secrets::{ResolveError, SecretError};
 use crate::App;
 use attune_core::bundle::Bundle;
 use attune_core::{EnvVars, ExecutionStatus};
-use attune_store::{ExecutionFilter, ExecutionRow, Finish, NewExecution, PackRow};
+use attune_store::{AuditEntry, ExecutionFilter, ExecutionRow, Finish, NewExecution, PackRow};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -40,7 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/executions/{id}/output", get(execution_output))
         .route("/api/v1/executions/{id}/cancel", post(cancel_execution))
         .route("/api/v1/executions/{id}/rerun", post(rerun_execution))
-        .route("/api/v1/tokens", post(create_token))
+        .merge(crate::api_admin::routes())
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -200,6 +200,14 @@ async fn register_pack(
         }
     })?;
     let loaded = register(&app, &body).await?;
+    app.store
+        .audit(&AuditEntry {
+            actor: caller.name.clone(),
+            kind: attune_store::PACK_REGISTER.into(),
+            subject: format!("pack {}", loaded.pack.pack_ref),
+            detail: json!({"version": loaded.pack.version, "digest": loaded.digest}),
+        })
+        .await?;
     Ok(created(pack_json(&loaded)))
 }
 
@@ -216,6 +224,14 @@ async fn remove_pack(
         return Err(Problem::not_found(format!("no pack `{pack_ref}`")));
     }
     app.catalog.remove(&pack_ref);
+    app.store
+        .audit(&AuditEntry {
+            actor: caller.name.clone(),
+            kind: attune_store::PACK_REMOVE.into(),
+            subject: format!("pack {pack_ref}"),
+            detail: json!({}),
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -274,7 +290,18 @@ async fn get_execution(
     Ok(Json(load_execution(&app, &id).await?).into_response())
 }
 
-/// Validates a request and stores the execution (secret values encrypted) before answering.
+/// A stored secret that does not open: the server's problem, said plainly (it names the
+/// secret and the key option, never a value).
+pub fn sealed_problem(e: &SecretError) -> Problem {
+    crate::log::error(&e.to_string());
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e)
+}
+
+/// Validates a request, resolves its secrets from the store and stores the execution
+/// (secret values sealed, with an audit entry naming them) before answering.
+/// `also_secret`: parameters that were secret when first stored (a rerun's), kept sealed
+/// whatever the action says now.
+#[allow(clippy::too_many_arguments)]
 pub async fn submit(
     app: &Arc<App>,
     requested_by: &str,
@@ -283,45 +310,73 @@ pub async fn submit(
     env_vars: EnvVars,
     timeout: Option<u64>,
     rerun_of: Option<i64>,
+    also_secret: &[String],
 ) -> Result<ExecutionRow, Problem> {
     let action = app
         .catalog
         .action(action_ref)
         .ok_or_else(|| Problem::not_found(format!("no action `{action_ref}`")))?;
-    let (parameters, _) =
-        attune_runner::validate_request(&action, parameters, timeout).map_err(|e| match e {
-            attune_runner::PrepareError::Invalid { action, violations } => {
-                Problem::invalid(format!("invalid parameters for {action}"), violations.0)
-            }
-            other => Problem::invalid(other.to_string(), vec![other.to_string()]),
+    let resolved = crate::secrets::resolve(&app.store, &app.secrets, &action, parameters)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Invalid(errors) => Problem::invalid(
+                format!("cannot resolve the secrets of {action_ref}"),
+                errors,
+            ),
+            ResolveError::Sealed(e) => sealed_problem(&e),
+            ResolveError::Store(e) => e.into(),
         })?;
-    let secret_names = action.parameters.secret_names();
+    let (parameters, _) =
+        attune_runner::validate_request_hiding(&action, resolved.parameters, timeout, also_secret)
+            .map_err(|e| match e {
+                attune_runner::PrepareError::Invalid { action, violations } => {
+                    Problem::invalid(format!("invalid parameters for {action}"), violations.0)
+                }
+                other => Problem::invalid(other.to_string(), vec![other.to_string()]),
+            })?;
+    let is_secret = |k: &String| action.parameters.is_secret(k) || also_secret.contains(k);
     let secrets: Map<String, Value> = parameters
         .iter()
-        .filter(|(k, _)| secret_names.contains(k))
+        .filter(|(k, _)| is_secret(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let sealed = if secrets.is_empty() {
         None
     } else {
-        let plain = serde_json::to_vec(&secrets).map_err(Problem::internal)?;
         Some(
             app.secrets
-                .seal(&plain, SECRETS_AAD)
+                .seal_parameters(&secrets)
                 .map_err(Problem::internal)?,
         )
     };
+    // Which secrets it is given, and from where: names and scopes, never values.
+    let audit = (!secrets.is_empty()).then(|| AuditEntry {
+        actor: requested_by.to_string(),
+        kind: attune_store::EXECUTION_SECRETS.into(),
+        subject: String::new(),
+        detail: json!({
+            "action": action.action_ref,
+            "secrets": secrets.keys().map(|k| match resolved.refs.get(k) {
+                Some(r) => json!({"parameter": k, "source": "store", "name": r["name"], "scope": r["scope"]}),
+                None => json!({"parameter": k, "source": "request"}),
+            }).collect::<Vec<_>>(),
+        }),
+    });
     let row = app
         .store
-        .insert_execution(&NewExecution {
-            action_ref: action.action_ref.clone(),
-            parameters: action.parameters.redact(&parameters),
-            secrets: sealed,
-            env_vars: env_vars.as_map().clone(),
-            timeout_secs: timeout,
-            requested_by: requested_by.to_string(),
-            rerun_of,
-        })
+        .insert_execution(
+            &NewExecution {
+                action_ref: action.action_ref.clone(),
+                parameters: action.parameters.redact_also(&parameters, also_secret),
+                secrets: sealed,
+                env_vars: env_vars.as_map().clone(),
+                timeout_secs: timeout,
+                requested_by: requested_by.to_string(),
+                rerun_of,
+                secret_refs: resolved.refs,
+            },
+            audit.as_ref(),
+        )
         .await?;
     app.wake.notify_one();
     Ok(row)
@@ -392,6 +447,7 @@ async fn create_execution(
         env_vars,
         timeout,
         None,
+        &[],
     )
     .await?;
     Ok(created(row))
@@ -439,6 +495,14 @@ async fn cancel_execution(
                 "execution {} cancel requested by {}",
                 exec.id, caller.name
             ));
+            app.store
+                .audit(&AuditEntry {
+                    actor: caller.name.clone(),
+                    kind: attune_store::EXECUTION_CANCEL.into(),
+                    subject: format!("execution {}", exec.id),
+                    detail: json!({"action": exec.action_ref, "status": exec.status}),
+                })
+                .await?;
             let row = load_execution(&app, &id).await?;
             return Ok((StatusCode::ACCEPTED, Json(row)).into_response());
         }
@@ -455,7 +519,20 @@ async fn rerun_execution(
 ) -> ApiResult {
     caller.require(Role::Operator)?;
     let exec = load_execution(&app, &id).await?;
-    let params = crate::worker::full_parameters(&app, &exec).map_err(Problem::internal)?;
+    let (mut params, sealed_names) =
+        crate::worker::full_parameters(&app, &exec).map_err(|e| sealed_problem(&e))?;
+    // Secrets that came from the store are resolved again, as the request asked for them:
+    // by reference, or by being left out.
+    for (param, r) in &exec.secret_refs {
+        match (r.get("explicit").and_then(Value::as_bool), r.get("name")) {
+            (Some(true), Some(name)) => {
+                params.insert(param.clone(), json!({ "$secret": name }));
+            }
+            _ => {
+                params.remove(param);
+            }
+        }
+    }
     let env = EnvVars::new(exec.env_vars.clone())
         .map_err(|e| Problem::invalid(e.to_string(), vec![e.to_string()]))?;
     let row = submit(
@@ -466,6 +543,7 @@ async fn rerun_execution(
         env,
         exec.timeout_secs,
         Some(exec.id),
+        &sealed_names,
     )
     .await?;
     Ok(created(row))
@@ -573,43 +651,6 @@ async fn stream_output(
             _ => return,
         };
     }
-}
-
-async fn create_token(
-    caller: Caller,
-    State(app): State<Arc<App>>,
-    ApiJson(body): ApiJson,
-) -> ApiResult {
-    caller.require(Role::Admin)?;
-    let role = body
-        .get("role")
-        .and_then(Value::as_str)
-        .and_then(Role::parse)
-        .ok_or_else(|| {
-            Problem::invalid(
-                "invalid token request",
-                vec!["`role` must be admin, operator or viewer".into()],
-            )
-        })?;
-    let name = body
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty() && n.len() <= 100)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{}-token", role.as_str()));
-    let token = new_token()?;
-    let row = app
-        .store
-        .insert_token(&name, role.as_str(), &hash_token(&token))
-        .await?;
-    crate::log::info(&format!(
-        "token `{name}` ({}) created by {}",
-        role.as_str(),
-        caller.name
-    ));
-    Ok(created(
-        json!({"id": row.id, "name": row.name, "role": row.role, "created_at": row.created_at, "token": token}),
-    ))
 }
 
 /// Decodes, validates and stores a pack bundle, then adds it to the catalog.

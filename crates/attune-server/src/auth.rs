@@ -61,6 +61,8 @@ pub fn hash_token(token: &str) -> String {
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// Token id.
+    pub id: i64,
     /// Token name.
     pub name: String,
     /// Role.
@@ -109,7 +111,21 @@ impl FromRequestParts<Arc<App>> for Caller {
             .ok_or_else(|| unauthorized("unknown token"))?;
         let role =
             Role::parse(&row.role).ok_or_else(|| unauthorized("token has an unknown role"))?;
+        // Last use, to the minute: at most one write per token and minute, off the
+        // request's path.
+        let now = attune_core::execution::rfc3339(std::time::SystemTime::now());
+        let minute = |t: &str| t.get(..16).map(str::to_string);
+        if row.last_used_at.as_deref().and_then(minute) != minute(&now) {
+            let store = app.store.clone();
+            let id = row.id;
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_token(id, &now).await {
+                    crate::log::warn(&format!("cannot record the use of token {id}: {e}"));
+                }
+            });
+        }
         Ok(Caller {
+            id: row.id,
             name: row.name,
             role,
         })

@@ -3,19 +3,20 @@
 //! with a conditional update and run them through the one engine, `attune_runner`.
 
 pub mod api;
+pub mod api_admin;
 pub mod auth;
 pub mod catalog;
 pub mod log;
 pub mod openapi;
 pub mod problem;
-pub mod secretbox;
+pub mod secrets;
 pub mod worker;
 
 use attune_core::bundle::Bundle;
 use attune_runner::{Runner, RunnerConfig, Workspace};
 use attune_store::Store;
 use catalog::Catalog;
-use secretbox::SecretBox;
+use secrets::SecretBox;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     pub runner: RunnerConfig,
     /// Packs compiled into the binary (the core pack), registered at start.
     pub bundled: Vec<Bundle>,
+    /// The key that seals secrets; `None`: `<data dir>/secret.key`, made at first start.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// Why the server could not start.
@@ -207,11 +210,15 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
             "{abandoned} execution(s) in flight when the server last stopped are now abandoned"
         ));
     }
-    let secrets = SecretBox::load_or_create(&data.join("secret.key")).map_err(setup)?;
+    let secrets = match &config.secret_key_file {
+        Some(path) => SecretBox::load(path),
+        None => SecretBox::load_or_create(&data.join("secret.key")),
+    }
+    .map_err(setup)?;
     if store.token_count().await? == 0 {
         let token = auth::new_token().map_err(|p| setup(p.detail))?;
         store
-            .insert_token("admin", "admin", &auth::hash_token(&token))
+            .insert_token("admin", "admin", &auth::hash_token(&token), "attune")
             .await?;
         let path = data.join("admin.token");
         write_private(&path, format!("{token}\n").as_bytes())

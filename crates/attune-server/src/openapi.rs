@@ -24,6 +24,23 @@ fn path_param(name: &str) -> Value {
     json!({"parameters": [{"name": name, "in": "path", "required": true, "schema": {"type": "string"}}]})
 }
 
+fn scope_params() -> Value {
+    json!({"parameters": [
+        {"name": "pack", "in": "query", "schema": {"type": "string"}},
+        {"name": "action", "in": "query", "schema": {"type": "string"}}]})
+}
+
+fn with_scope(path: &str) -> Value {
+    let mut v = scope_params();
+    if let Some(p) = v["parameters"].as_array_mut() {
+        p.insert(
+            0,
+            json!({"name": path, "in": "path", "required": true, "schema": {"type": "string"}}),
+        );
+    }
+    v
+}
+
 /// The document.
 pub fn document() -> Value {
     json!({
@@ -47,7 +64,21 @@ pub fn document() -> Value {
                     "exit_code": {"type": ["integer", "null"]}, "result": {}, "stdout": {"type": ["string", "null"]},
                     "stderr": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]}}},
                 "TokenRequest": {"type": "object", "required": ["role"], "properties": {
-                    "name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "operator", "viewer"]}}}
+                    "name": {"type": "string"}, "role": {"type": "string", "enum": ["admin", "operator", "viewer"]}}},
+                "SecretRequest": {"type": "object", "required": ["value"], "additionalProperties": false, "properties": {
+                    "value": {"description": "a string, or any JSON value but null; at most 64 KiB as JSON"},
+                    "pack": {"type": "string", "description": "scope: this pack's actions"},
+                    "action": {"type": "string", "description": "scope: this action (<pack>.<action>)"}}},
+                "Secret": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "scope": {"type": "string", "description": "global, pack:<pack> or action:<pack>.<action>"},
+                    "created_at": {"type": "string"}, "created_by": {"type": "string"},
+                    "updated_at": {"type": "string"}, "updated_by": {"type": "string"}}},
+                "Token": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "name": {"type": "string"}, "role": {"type": "string"},
+                    "created_at": {"type": "string"}, "last_used_at": {"type": ["string", "null"]}, "revoked_at": {"type": ["string", "null"]}}},
+                "AuditEntry": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "at": {"type": "string"}, "actor": {"type": "string"},
+                    "kind": {"type": "string"}, "subject": {"type": "string"}, "detail": {"type": "object"}}}
             }
         },
         "paths": {
@@ -70,7 +101,24 @@ pub fn document() -> Value {
             "/api/v1/executions/{id}/output": {"get": op("Stream an execution's output (NDJSON)", "viewer", "200", path_param("id"))},
             "/api/v1/executions/{id}/cancel": {"post": op("Cancel an execution", "operator", "202", path_param("id"))},
             "/api/v1/executions/{id}/rerun": {"post": op("Run an execution again", "operator", "201", path_param("id"))},
-            "/api/v1/tokens": {"post": op("Create an API token", "admin", "201", json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}}}}))}
+            "/api/v1/tokens": {
+                "get": op("List API tokens (never a token)", "admin", "200", json!({})),
+                "post": op("Create an API token", "admin", "201", json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}}}}))
+            },
+            "/api/v1/tokens/{token}": {"delete": op("Revoke the tokens with this name, or this id", "admin", "200", path_param("token"))},
+            "/api/v1/secrets": {"get": op("List stored secrets (names and scopes, never values)", "operator", "200", scope_params())},
+            "/api/v1/secrets/{name}": {
+                "put": op("Store a secret (201 created, 200 replaced)", "admin", "201", json!({
+                    "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SecretRequest"}}}}})),
+                "delete": op("Delete a stored secret", "admin", "204", with_scope("name"))
+            },
+            "/api/v1/secrets/{name}/reveal": {"post": op("Show a stored secret's value (audited)", "admin", "200", with_scope("name"))},
+            "/api/v1/audit": {"get": op("The audit log, newest first", "admin", "200", json!({"parameters": [
+                {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "RFC 3339 UTC time, or its date"},
+                {"name": "kind", "in": "query", "schema": {"type": "string"}, "description": "a kind (secret.reveal) or family (secret)"},
+                {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "only entries with a smaller id (paging)"},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]}))}
         }
     })
 }
@@ -81,7 +129,7 @@ mod tests {
     /// walks the document, covers it), and nothing is documented that is not served.
     #[test]
     fn the_document_lists_exactly_the_routes_served() {
-        let source = include_str!("api.rs");
+        let source = [include_str!("api.rs"), include_str!("api_admin.rs")].concat();
         let mut served: Vec<String> = source
             .match_indices(".route(")
             .filter_map(|(i, m)| {

@@ -11,9 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// The associated data that binds encrypted parameters to their purpose.
-pub const SECRETS_AAD: &[u8] = b"attune/execution/secret-parameters/v1";
-
 /// Output of a running execution, for followers.
 #[derive(Debug, Default)]
 pub struct LiveLog {
@@ -145,19 +142,21 @@ async fn record_outcome(
     }
 }
 
-/// Decrypts the secret parameters and merges them into the redacted ones.
-pub fn full_parameters(app: &App, exec: &ExecutionRow) -> Result<Map<String, Value>, String> {
+/// The parameters of `exec` as they are delivered: the sealed secret values opened and
+/// merged into the redacted ones. Also the names of the sealed parameters: a value that
+/// was secret when it was stored stays secret, whatever the action says now.
+pub fn full_parameters(
+    app: &App,
+    exec: &ExecutionRow,
+) -> Result<(Map<String, Value>, Vec<String>), crate::secrets::SecretError> {
     let mut params = exec.parameters.clone();
+    let mut sealed_names = Vec::new();
     if let Some(sealed) = &exec.secrets {
-        let plain = app
-            .secrets
-            .open(sealed, SECRETS_AAD)
-            .map_err(|e| e.to_string())?;
-        let secrets: Map<String, Value> = serde_json::from_slice(&plain)
-            .map_err(|_| "stored secret parameters are corrupt".to_string())?;
+        let secrets = app.secrets.open_parameters(sealed)?;
+        sealed_names.extend(secrets.keys().cloned());
         params.extend(secrets);
     }
-    Ok(params)
+    Ok((params, sealed_names))
 }
 
 async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
@@ -173,19 +172,28 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         .await;
         return;
     };
-    let params = match full_parameters(app, &exec) {
+    let (params, sealed_names) = match full_parameters(app, &exec) {
         Ok(p) => p,
-        Err(e) => return fail(app, id, &[Scheduled], e).await,
+        Err(e) => {
+            crate::log::error(&format!("execution {id}: {e}"));
+            return fail(app, id, &[Scheduled], e.to_string()).await;
+        }
     };
     let env = match EnvVars::new(exec.env_vars.clone()) {
         Ok(e) => e,
         Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
     };
-    let job =
-        match attune_runner::prepare_job(id.to_string(), action, params, env, exec.timeout_secs) {
-            Ok(j) => j,
-            Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
-        };
+    let job = match attune_runner::prepare_job_hiding(
+        id.to_string(),
+        action,
+        params,
+        env,
+        exec.timeout_secs,
+        &sealed_names,
+    ) {
+        Ok(j) => j,
+        Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
+    };
     let running = RunningExec {
         cancel: CancelToken::new(),
         log: Arc::new(LiveLog::default()),

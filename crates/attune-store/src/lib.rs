@@ -1,4 +1,5 @@
-//! Attune's store (DESIGN.md §4, §6): packs, executions and API tokens. One interface,
+//! Attune's store (DESIGN.md §4, §5, §6): packs, executions, API tokens, sealed secrets and
+//! the audit log. One interface,
 //! SQLite now (a file in the data dir, WAL); PostgreSQL slots in behind the same methods.
 //! Every status change is a conditional write (`… WHERE status = <expected>`), so two
 //! workers, or a cancel racing a finish, can never both win.
@@ -14,11 +15,25 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Schema migrations, applied in order at open; each runs once, in a transaction.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "secrets_audit",
+        include_str!("../migrations/sqlite/0002_secrets_audit.sql"),
+    ),
+];
+
+mod audit;
+mod secrets;
+
+pub use audit::{AuditEntry, AuditFilter, AuditRow, KINDS as AUDIT_KINDS};
+pub use audit::{EXECUTION_CANCEL, EXECUTION_SECRETS, PACK_REGISTER, PACK_REMOVE, SECRET_REVEAL};
+pub use secrets::SecretRow;
 
 /// Why a store operation failed. Messages never contain parameter values.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +104,9 @@ pub struct NewExecution {
     pub requested_by: String,
     /// The execution this one re-runs.
     pub rerun_of: Option<i64>,
+    /// The secret parameters filled from the secret store: `{param: {name, scope,
+    /// explicit}}` (names, never values).
+    pub secret_refs: Map<String, Value>,
 }
 
 /// A stored execution.
@@ -105,6 +123,9 @@ pub struct ExecutionRow {
     /// Encrypted secret values (never serialised).
     #[serde(skip)]
     pub secrets: Option<Vec<u8>>,
+    /// The secret parameters filled from the secret store, by name and scope.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub secret_refs: Map<String, Value>,
     /// env_vars.
     pub env_vars: BTreeMap<String, String>,
     /// Requested timeout.
@@ -165,8 +186,8 @@ pub struct ExecutionFilter {
     pub limit: u32,
 }
 
-/// An API token's stored form.
-#[derive(Debug, Clone)]
+/// An API token's stored form (never the token or its hash).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenRow {
     /// Id.
     pub id: i64,
@@ -176,13 +197,17 @@ pub struct TokenRow {
     pub role: String,
     /// Creation time.
     pub created_at: String,
+    /// When it was last used (to the minute).
+    pub last_used_at: Option<String>,
+    /// When it was revoked; a revoked token is refused.
+    pub revoked_at: Option<String>,
 }
 
 fn now() -> String {
     attune_core::execution::rfc3339(std::time::SystemTime::now())
 }
 
-const EXECUTION_COLUMNS: &str = "id, action_ref, status, parameters, secrets, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
+const EXECUTION_COLUMNS: &str = "id, action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
 
 /// A query built only from constants of this file (column lists, `?` placeholders), never
 /// from input.
@@ -209,6 +234,10 @@ fn decode_execution(row: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow> {
             .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
         parameters: serde_json::from_str(&parameters).map_err(corrupt)?,
         secrets: row.try_get("secrets")?,
+        secret_refs: match row.try_get::<Option<String>, _>("secret_refs")? {
+            None => Map::new(),
+            Some(r) => serde_json::from_str(&r).map_err(corrupt)?,
+        },
         env_vars: serde_json::from_str(&env_vars).map_err(corrupt)?,
         timeout_secs: row
             .try_get::<Option<i64>, _>("timeout_secs")?
@@ -389,25 +418,48 @@ impl Store {
     // ---- executions ----
 
     /// Stores a new execution in status `requested`; returns it once committed (the API
-    /// answers 201 with it).
-    pub async fn insert_execution(&self, e: &NewExecution) -> Result<ExecutionRow> {
+    /// answers 201 with it). `audit`, if given, is written in the same transaction, its
+    /// subject the new execution's id: an execution given secrets is never without it.
+    pub async fn insert_execution(
+        &self,
+        e: &NewExecution,
+        audit: Option<&AuditEntry>,
+    ) -> Result<ExecutionRow> {
+        let refs =
+            (!e.secret_refs.is_empty()).then(|| Value::Object(e.secret_refs.clone()).to_string());
         let q = sqlx::query(sql_with_columns(format!(
-            "INSERT INTO executions (action_ref, status, parameters, secrets, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?) RETURNING {EXECUTION_COLUMNS}"
+            "INSERT INTO executions (action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
+             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {EXECUTION_COLUMNS}"
         )))
         .bind(&e.action_ref)
         .bind(Value::Object(e.parameters.clone()).to_string())
         .bind(&e.secrets)
+        .bind(refs)
         .bind(serde_json::to_string(&e.env_vars).unwrap_or_else(|_| "{}".into()))
         .bind(e.timeout_secs.map(|t| t as i64))
         .bind(&e.requested_by)
         .bind(e.rerun_of)
         .bind(now());
-        let row = self
-            .write_returning(q)
-            .await?
-            .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
-        decode_execution(&row)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // fetch_all steps the statement to completion (see `write_returning`).
+        let rows = q.fetch_all(&mut *tx).await?;
+        let row = match rows.as_slice() {
+            [row] => decode_execution(row)?,
+            _ => {
+                return Err(StoreError::Database(
+                    "INSERT … RETURNING gave no single row".into(),
+                ))
+            }
+        };
+        if let Some(a) = audit {
+            let a = AuditEntry {
+                subject: format!("execution {}", row.id),
+                ..a.clone()
+            };
+            audit::insert(&mut tx, &a).await?;
+        }
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// One execution.
@@ -535,43 +587,110 @@ impl Store {
 
     // ---- tokens ----
 
-    /// Stores a token by its hash; returns it once committed.
-    pub async fn insert_token(&self, name: &str, role: &str, hash: &str) -> Result<TokenRow> {
+    /// Stores a token by its hash, with its audit entry; returns it once committed.
+    pub async fn insert_token(
+        &self,
+        name: &str,
+        role: &str,
+        hash: &str,
+        actor: &str,
+    ) -> Result<TokenRow> {
         let created_at = now();
-        let q = sqlx::query(
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(name)
         .bind(role)
         .bind(hash)
-        .bind(&created_at);
-        let row = self
-            .write_returning(q)
-            .await?
-            .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
+        .bind(&created_at)
+        .fetch_all(&mut *tx)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
+        audit::insert(
+            &mut tx,
+            &AuditEntry {
+                actor: actor.into(),
+                kind: audit::TOKEN_CREATE.into(),
+                subject: format!("token {name}"),
+                detail: serde_json::json!({"id": id, "role": role}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
         Ok(TokenRow {
-            id: row.try_get("id")?,
+            id,
             name: name.into(),
             role: role.into(),
             created_at,
+            last_used_at: None,
+            revoked_at: None,
         })
     }
 
-    /// The token with this hash.
+    /// The unrevoked token with this hash.
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.read)
+        let row = sqlx::query(
+            "SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens
+             WHERE hash = ? AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(decode_token).transpose()
+    }
+
+    /// Every token (revoked ones too), oldest first; never a token or its hash.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(decode_token).collect()
+    }
+
+    /// Records that token `id` was used at `at`.
+    pub async fn touch_token(&self, id: i64, at: &str) -> Result<()> {
+        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(TokenRow {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                role: r.try_get("role")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        Ok(())
+    }
+
+    /// Revokes the unrevoked tokens named `name_or_id` (or with that id), with an audit
+    /// entry each; returns them. Refused at once: every request looks its token up.
+    pub async fn revoke_tokens(&self, name_or_id: &str, actor: &str) -> Result<Vec<TokenRow>> {
+        let at = now();
+        let id = name_or_id.parse::<i64>().ok();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(
+            "UPDATE tokens SET revoked_at = ? WHERE revoked_at IS NULL AND (name = ? OR id = ?)
+             RETURNING id, name, role, created_at, last_used_at, revoked_at",
+        )
+        .bind(&at)
+        .bind(name_or_id)
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let tokens = rows.iter().map(decode_token).collect::<Result<Vec<_>>>()?;
+        for t in &tokens {
+            audit::insert(
+                &mut tx,
+                &AuditEntry {
+                    actor: actor.into(),
+                    kind: audit::TOKEN_REVOKE.into(),
+                    subject: format!("token {}", t.name),
+                    detail: serde_json::json!({"id": t.id, "role": t.role}),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(tokens)
     }
 
     /// How many tokens exist.
@@ -580,6 +699,17 @@ impl Store {
             .fetch_one(&self.read)
             .await?)
     }
+}
+
+fn decode_token(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        role: r.try_get("role")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
 }
 
 #[cfg(test)]
@@ -595,6 +725,7 @@ mod tests {
             timeout_secs: None,
             requested_by: "test".into(),
             rerun_of: None,
+            secret_refs: Map::new(),
         }
     }
 
@@ -606,7 +737,7 @@ mod tests {
             .unwrap();
         for _ in 0..50 {
             store
-                .insert_execution(&new_exec("core.noop"))
+                .insert_execution(&new_exec("core.noop"), None)
                 .await
                 .unwrap();
         }
@@ -652,11 +783,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_audit_log_cannot_be_changed_or_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        s.put_secret("global", "pw", &[1; 40], "admin")
+            .await
+            .unwrap();
+        assert!(s
+            .put_secret("global", "pw", &[2; 40], "admin")
+            .await
+            .is_ok());
+        assert!(s.delete_secret("global", "pw", "admin").await.unwrap());
+        let kinds = |v: Vec<AuditRow>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+        let all = s
+            .list_audit(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(all),
+            ["secret.delete", "secret.update", "secret.create"]
+        );
+        for sql in ["UPDATE audit SET actor = 'mallory'", "DELETE FROM audit"] {
+            let e = sqlx::query(sql)
+                .execute(&s.pool)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("the audit log is append-only"), "{sql}: {e}");
+        }
+        let all = s
+            .list_audit(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|e| e.actor == "admin"));
+    }
+
+    #[tokio::test]
     async fn migrations_run_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let s = Store::open_sqlite(&path).await.unwrap();
-        s.insert_token("a", "admin", "h").await.unwrap();
+        s.insert_token("a", "admin", "h", "test").await.unwrap();
         drop(s);
         let s = Store::open_sqlite(&path).await.unwrap();
         assert_eq!(s.token_count().await.unwrap(), 1);

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use attune_core::ExecutionStatus;
-use attune_store::{Finish, NewExecution, PackRow, Store};
+use attune_store::{AuditEntry, AuditFilter, Finish, NewExecution, PackRow, Store};
 use serde_json::{json, Map};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,16 @@ fn new_exec() -> NewExecution {
         timeout_secs: None,
         requested_by: "crash-test".into(),
         rerun_of: None,
+        secret_refs: Map::new(),
+    }
+}
+
+fn secrets_audit() -> AuditEntry {
+    AuditEntry {
+        actor: "crash-test".into(),
+        kind: "execution.secrets".into(),
+        subject: String::new(),
+        detail: json!({"secrets": [{"parameter": "p", "source": "request"}]}),
     }
 }
 
@@ -49,7 +59,13 @@ async fn child(op: &str, db: &Path) {
     let arg = |i: usize| op.split(':').nth(i).unwrap_or_default().to_string();
     let id = || arg(1).parse::<i64>().unwrap();
     let out = match arg(0).as_str() {
-        "insert_execution" => json!(store.insert_execution(&new_exec()).await.unwrap().id),
+        "insert_execution" => json!(
+            store
+                .insert_execution(&new_exec(), Some(&secrets_audit()))
+                .await
+                .unwrap()
+                .id
+        ),
         "claim_next" => json!(store.claim_next("w-crash").await.unwrap().map(|e| e.id)),
         "start" => json!(store.transition(id(), Scheduled, Running).await.unwrap()),
         "finish" => {
@@ -62,7 +78,7 @@ async fn child(op: &str, db: &Path) {
         }
         "insert_token" => json!(
             store
-                .insert_token(&arg(1), "operator", &arg(1))
+                .insert_token(&arg(1), "operator", &arg(1), "crash-test")
                 .await
                 .unwrap()
                 .id
@@ -72,6 +88,15 @@ async fn child(op: &str, db: &Path) {
             json!(true)
         }
         "delete_pack" => json!(store.delete_pack(&arg(1)).await.unwrap()),
+        "put_secret" => json!(store
+            .put_secret("global", &arg(1), &[9; 40], "crash-test")
+            .await
+            .unwrap()),
+        "revoke_token" => json!(store
+            .revoke_tokens(&arg(1), "crash-test")
+            .await
+            .unwrap()
+            .len()),
         "abandon_in_flight" => json!(store.abandon_in_flight("crash test").await.unwrap()),
         other => panic!("unknown op {other}"),
     };
@@ -145,6 +170,18 @@ fn a_returned_write_survives_sigkill_right_after_the_call() {
             ExecutionStatus::Requested,
             "round {round}: insert_execution returned {id}, which is gone after the kill"
         );
+        // And its audit entry with it.
+        let audit = rt
+            .block_on(open().list_audit(&AuditFilter {
+                kind: Some("execution.secrets".into()),
+                limit: 1000,
+                ..AuditFilter::default()
+            }))
+            .unwrap();
+        assert!(
+            audit.iter().any(|e| e.subject == format!("execution {id}")),
+            "round {round}: execution {id} kept, its audit entry lost"
+        );
         // A claim the worker acts on is committed: after a crash the execution is
         // scheduled (and so abandoned at the next start), never requested again.
         let claimed = in_child(&db, "claim_next").as_i64().unwrap();
@@ -177,6 +214,21 @@ fn a_returned_write_survives_sigkill_right_after_the_call() {
             .unwrap()
             .unwrap_or_else(|| panic!("round {round}: token {tid} lost by the kill"));
         assert_eq!(row.id, tid);
+        assert_eq!(in_child(&db, &format!("revoke_token:{name}")), json!(1));
+        assert!(
+            rt.block_on(open().token_by_hash(&name)).unwrap().is_none(),
+            "round {round}: a revocation was lost by the kill"
+        );
+
+        let secret = format!("s{round}");
+        assert_eq!(in_child(&db, &format!("put_secret:{secret}")), json!(true));
+        let found = rt
+            .block_on(open().find_secret(&secret, &["global".into()]))
+            .unwrap();
+        assert!(
+            found.is_some(),
+            "round {round}: a stored secret was lost by the kill"
+        );
 
         let p = format!("pack{round}");
         in_child(&db, &format!("put_pack:{p}"));
@@ -188,11 +240,11 @@ fn a_returned_write_survives_sigkill_right_after_the_call() {
     }
     // In flight at a crash: abandoned, and that too is durable.
     let a = rt
-        .block_on(open().insert_execution(&new_exec()))
+        .block_on(open().insert_execution(&new_exec(), None))
         .unwrap()
         .id;
     let b = rt
-        .block_on(open().insert_execution(&new_exec()))
+        .block_on(open().insert_execution(&new_exec(), None))
         .unwrap()
         .id;
     rt.block_on(open().claim_next("w")).unwrap();

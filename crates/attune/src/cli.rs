@@ -32,6 +32,11 @@ pub enum Command {
     Pack(PackArgs),
     /// API tokens (admin).
     Token(TokenArgs),
+    /// Stored secrets: set (from stdin or a hidden prompt), list, delete, reveal (admin).
+    Secret(SecretArgs),
+    /// The audit log: who changed secrets, tokens and packs, cancelled executions, and
+    /// which executions were given which secrets (admin).
+    Audit(AuditArgs),
 }
 
 /// `attune run`.
@@ -104,6 +109,11 @@ pub struct ServerArgs {
     /// On SIGTERM, seconds running executions get to finish before they are cancelled.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub shutdown_grace: u64,
+
+    /// The key that seals secrets (32 bytes, mode 0600); it must exist. Default:
+    /// <data dir>/secret.key, generated at first start.
+    #[arg(long, value_name = "PATH", env = "ATTUNE_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -267,6 +277,113 @@ pub enum TokenCommand {
         /// A name to recognise it by (default: the server's).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+    },
+    /// List the tokens: name, role, created, last used, revoked (never a token).
+    List,
+    /// Revoke a token by name (every unrevoked token of that name) or id; it is refused
+    /// from then on.
+    Revoke {
+        /// The token's name or id.
+        #[arg(value_name = "NAME|ID")]
+        token: String,
+    },
+}
+
+/// `attune secret`.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    #[command(subcommand)]
+    pub command: SecretCommand,
+
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// Where a stored secret applies: every action (the default), one pack's, or one action's.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ScopeArgs {
+    /// The secret applies to this pack's actions only.
+    #[arg(long, value_name = "PACK", conflicts_with = "action")]
+    pub pack: Option<String>,
+    /// The secret applies to this action only.
+    #[arg(long, value_name = "PACK.ACTION")]
+    pub action: Option<String>,
+}
+
+/// `attune secret …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret (admin). The value is read from stdin (one final newline is dropped),
+    /// or typed at a hidden prompt; never from the command line. Actions receive it in their `secret: true` parameter
+    /// of the same name, nearest scope first (action, pack, global).
+    Set {
+        /// The secret's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Refused: a value on the command line is seen by every process (`ps`) and kept
+        /// in shell history.
+        #[arg(value_name = "VALUE", hide = true)]
+        value: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Read the value as JSON (an object or a list, say) instead of as text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored secrets: name, scope, created and updated; never a value.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a stored secret (admin).
+    Delete {
+        /// The secret's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Show a stored secret's value (admin, with --reveal; recorded in the audit log).
+    Get {
+        /// The secret's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Show the value.
+        #[arg(long)]
+        reveal: bool,
+    },
+}
+
+/// `attune audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// `attune audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List entries, newest first.
+    List {
+        /// Only entries since this time: RFC 3339 (`2026-11-25`, `2026-11-25T04:00Z`) or an
+        /// age (`30m`, `12h`, `7d`).
+        #[arg(long, value_name = "TIME|AGE")]
+        since: Option<String>,
+        /// Only this kind (`secret.reveal`) or family (`secret`, `token`, `execution`,
+        /// `pack`).
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// At most this many.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
     },
 }
 

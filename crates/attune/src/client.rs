@@ -132,6 +132,22 @@ impl Client {
         self.json(r)
     }
 
+    /// `PUT path` with a JSON body → JSON.
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
+        let r = self.agent.put(self.url(path)).with(self).send_json(body);
+        self.json(r)
+    }
+
+    /// `DELETE path` → JSON.
+    pub fn delete_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        let r = self.agent.delete(self.url(path)).with(self).call();
+        self.json(r)
+    }
+
     /// `POST path` with no body → JSON.
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         let r = self.agent.post(self.url(path)).with(self).send_empty();

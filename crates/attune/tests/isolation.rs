@@ -11,28 +11,6 @@ use common::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-/// Reads every process's cmdline and environ; returns the pids where `needle` occurs.
-fn proc_scan(needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return hits;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        for what in ["cmdline", "environ"] {
-            if let Ok(data) = std::fs::read(e.path().join(what)) {
-                if data.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(format!("{name}/{what}"));
-                }
-            }
-        }
-    }
-    hits
-}
-
 const SECRET_ACTION: &str = r#"#!/usr/bin/env python3
 import json, os, stat, sys, time
 if os.environ["ATTUNE_PARAMETER_DELIVERY"] == "file":

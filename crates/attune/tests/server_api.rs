@@ -22,13 +22,15 @@ fn every_route_in_the_openapi_document_needs_a_token_and_the_right_role() {
         let concrete = path
             .replace("{id}", "1")
             .replace("{action_ref}", "core.echo")
-            .replace("{pack_ref}", "nopack");
+            .replace("{pack_ref}", "nopack")
+            .replace("{name}", "nosecret")
+            .replace("{token}", "notoken");
         for (method, op) in ops.as_object().unwrap() {
             let m = method.to_uppercase();
             let role = op["x-attune-role"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{m} {path} has no x-attune-role"));
-            let body = (m == "POST").then(|| json!({}));
+            let body = (m == "POST" || m == "PUT").then(|| json!({}));
             let (st, v) = s.call(&m, &concrete, None, body.as_ref());
             assert_eq!(st, 401, "{m} {path} without a token: {v}");
             assert_eq!(v["status"], 401, "{m} {path}: not problem+json: {v}");

@@ -1,10 +1,35 @@
 #!/usr/bin/env python3
 """core.http_request: parameters (including the secret auth_token) arrive as one line of JSON
-on stdin; the token goes only into the request's Authorization header."""
+on stdin; the token goes only into the request's Authorization header, and only to the
+origin it was meant for: a redirect to another scheme, host or port drops it (and any
+cookie), as curl and requests do."""
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
+
+# Headers that carry credentials: never forwarded to another origin.
+CREDENTIAL_HEADERS = ("Authorization", "Proxy-authorization", "Cookie")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url):
+    u = urllib.parse.urlsplit(url)
+    scheme = u.scheme.lower()
+    return scheme, (u.hostname or "").lower(), u.port or DEFAULT_PORTS.get(scheme)
+
+
+class SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follows redirects like the default handler, without credentials across origins."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin(new.full_url) != origin(req.full_url):
+            for name in CREDENTIAL_HEADERS:
+                # Request stores header names capitalized ("Authorization").
+                new.remove_header(name)
+        return new
 
 
 def main():
@@ -17,7 +42,8 @@ def main():
     data = body.encode("utf-8") if body is not None else None
     req = urllib.request.Request(params["url"], data=data, headers=headers, method=params.get("method", "GET"))
     try:
-        with urllib.request.urlopen(req, timeout=params.get("timeout", 30)) as resp:
+        opener = urllib.request.build_opener(SameOriginCredentials)
+        with opener.open(req, timeout=params.get("timeout", 30)) as resp:
             status, resp_headers, raw = resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as e:
         status, resp_headers, raw = e.code, dict(e.headers), e.read()

@@ -1,11 +1,13 @@
 //! One module per command.
 
 pub mod action;
+pub mod audit;
 pub mod execution;
 pub mod pack;
 pub mod params;
 pub mod run;
 pub mod run_remote;
+pub mod secret;
 pub mod server;
 pub mod token;
 
@@ -24,6 +26,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Action(args) => action::run(args, &data_dir),
         Command::Pack(args) => pack::run(args, &data_dir),
         Command::Token(args) => token::run(args, &data_dir),
+        Command::Secret(args) => secret::run(args, &data_dir),
+        Command::Audit(args) => audit::run(args, &data_dir),
     }
 }
 

@@ -29,7 +29,7 @@ fn refuse_secrets_on_argv(schema: &ParamSchema, args: &[String]) -> Result<(), C
         if let Some((key, _)) = arg.split_once('=') {
             if schema.is_secret(key) {
                 return Err(CliError::usage(format!(
-                    "parameter `{key}` is secret: do not put it on the command line, where every user can read it in the process list; pass it with --params-file FILE (or --params-file - on stdin)"
+                    "parameter `{key}` is secret: do not put it on the command line, where every user can read it in the process list; pass it with --params-file FILE (or --params-file - on stdin), or store it once with `attune secret set {key}` and leave it out"
                 )));
             }
         }

@@ -77,6 +77,7 @@ pub fn server(args: ServerArgs, data_dir: PathBuf) -> Result<ExitCode, CliError>
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         runner: runner_config(&args.engine)?,
         bundled: crate::bundled::bundles(),
+        secret_key_file: args.secret_key_file,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,10 +1,12 @@
-//! `attune token create`: API tokens (admin only). The token is shown once.
+//! `attune token create|list|revoke`: API tokens (admin only). A token is shown once, when
+//! it is created; only its hash is stored.
 
 use crate::cli::{TokenArgs, TokenCommand};
+use crate::client::segment;
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{print_structured, OutputFormat};
-use crate::table::{print_line, show};
+use crate::table::{print_line, show, Table};
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::process::ExitCode;
@@ -42,6 +44,43 @@ pub fn run(args: TokenArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
                 show(created.get("id")),
             );
             print_line(token);
+        }
+        TokenCommand::List => {
+            let client = Client::discover(data_dir)?;
+            let list: Value = client.get("/api/v1/tokens")?;
+            if out != OutputFormat::Table {
+                print_structured(&list, out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(&["ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
+            for tok in list.as_array().into_iter().flatten() {
+                t.row(&[
+                    show(tok.get("id")),
+                    show(tok.get("name")),
+                    show(tok.get("role")),
+                    show(tok.get("created_at")),
+                    show(tok.get("last_used_at")),
+                    show(tok.get("revoked_at")),
+                ]);
+            }
+            t.print();
+        }
+        TokenCommand::Revoke { token } => {
+            let client = Client::discover(data_dir)?;
+            let revoked: Value =
+                client.delete_json(&format!("/api/v1/tokens/{}", segment(&token)))?;
+            if out != OutputFormat::Table {
+                print_structured(&revoked, out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for tok in revoked.as_array().into_iter().flatten() {
+                print_line(&format!(
+                    "revoked {} token `{}` (id {})",
+                    show(tok.get("role")),
+                    show(tok.get("name")),
+                    show(tok.get("id"))
+                ));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

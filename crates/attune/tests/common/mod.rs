@@ -277,6 +277,50 @@ pub fn tree_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
     None
 }
 
+/// Reads every process's cmdline and environ; returns the pids where `needle` occurs.
+pub fn proc_scan(needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return hits;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        for what in ["cmdline", "environ"] {
+            if let Ok(data) = std::fs::read(e.path().join(what)) {
+                if data.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(format!("{name}/{what}"));
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// Writes pack `pack` under `root` with one action `name`: `meta` (YAML lines after
+/// `name:`) and its entry point `entry` holding `script`. Returns the pack directory.
+pub fn one_action_pack(
+    root: &Path,
+    pack: &str,
+    name: &str,
+    meta: &str,
+    entry: &str,
+    script: &str,
+) -> PathBuf {
+    let dir = root.join(pack);
+    std::fs::create_dir_all(dir.join("actions")).unwrap();
+    std::fs::write(dir.join("pack.yaml"), format!("ref: {pack}\n")).unwrap();
+    std::fs::write(
+        dir.join(format!("actions/{name}.yaml")),
+        format!("name: {name}\nentry_point: {entry}\n{meta}"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("actions").join(entry), script).unwrap();
+    dir
+}
+
 /// A real `attune server` in a temporary data dir on a free port; killed on drop.
 pub struct TestServer {
     pub child: Option<std::process::Child>,
