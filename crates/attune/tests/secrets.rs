@@ -464,6 +464,33 @@ fn a_wrong_key_fails_that_execution_clearly_and_the_server_keeps_serving() {
     // Set again under the new key: it works again, and nothing old was overwritten unasked.
     assert!(set_secret(&s, &["pw"], "resealed").status.success());
     assert_eq!(got(&run(&s, "se.show", json!({}))), sha("resealed"));
+
+    // A tampered ciphertext: one bit flipped in the stored row. The same clear error;
+    // nothing is delivered, the row is left as it is.
+    let flip = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nv = bytearray(c.execute(\"SELECT value FROM secrets WHERE name = 'pw'\").fetchone()[0])\nv[20] ^= 1\nc.execute(\"UPDATE secrets SET value = ? WHERE name = 'pw'\", (bytes(v),))\nc.commit()\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", flip])
+        .arg(data.join("attune.db"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = s.admin("GET", "/api/v1/executions?limit=1000", None).1;
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "se.show", "parameters": {}})),
+    );
+    assert_eq!(st, 500, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("tampered data"),
+        "{v}"
+    );
+    assert_eq!(
+        s.admin("GET", "/api/v1/executions?limit=1000", None).1,
+        before,
+        "a record was made"
+    );
+    assert_eq!(run(&s, "core.noop", json!({}))["status"], "succeeded");
 }
 
 #[test]
@@ -626,7 +653,7 @@ fn at_a_terminal_the_value_is_typed_at_a_prompt_that_does_not_echo_it() {
     let value = format!("typed-{}", rand_suffix());
     // A pseudo-terminal, driven by Python's pty module: wait for the prompt, type, read.
     let driver = r#"
-import os, pty, sys, time
+import os, pty, sys, termios, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(sys.argv[1], sys.argv[1:4] + ["secret", "set", "typed"])
@@ -634,6 +661,10 @@ seen = b""
 deadline = time.time() + 20
 while b"(not shown): " not in seen and time.time() < deadline:
     seen += os.read(fd, 1024)
+# Type only once the terminal has stopped echoing, as a person would (the master reads the
+# terminal's settings).
+while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < deadline:
+    time.sleep(0.01)
 os.write(fd, sys.argv[4].encode() + b"\r")
 while True:
     try:
