@@ -350,9 +350,10 @@ mod tests {
         let p =
             obj(json!({"my-param": "it's", "1st": 1.5, "flag": true, "none": null, "l": ["a"]}));
         let out = String::from_utf8(serialize(&p, Format::Dotenv).unwrap()).unwrap();
+        // In the order given.
         assert_eq!(
             out,
-            "_1ST='1.5'\nFLAG='true'\nL='[\"a\"]'\nMY_PARAM='it'\\''s'\nNONE=''\n"
+            "MY_PARAM='it'\\''s'\n_1ST='1.5'\nFLAG='true'\nNONE=''\nL='[\"a\"]'\n"
         );
     }
 
@@ -390,7 +391,7 @@ mod tests {
         let y = to_yaml(&p);
         assert_eq!(
             y,
-            "\"e\": []\n\"f\": 1.0\n\"i\": 3\n\"n\": 1.0e+300\n\"o\": {}\n\"s\": \"~\"\n\"yes\": \"no\"\n"
+            "\"yes\": \"no\"\n\"n\": 1.0e+300\n\"i\": 3\n\"f\": 1.0\n\"s\": \"~\"\n\"e\": []\n\"o\": {}\n"
         );
     }
 

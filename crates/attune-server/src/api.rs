@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/executions/{id}/rerun", post(rerun_execution))
         .merge(crate::api_admin::routes())
         .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::middleware::from_fn(problems_only))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             limit,
@@ -78,6 +79,47 @@ async fn refuse_oversized(
         format!("request body too large: {len} bytes, at most {limit} allowed"),
     )
     .into_response()
+}
+
+/// Turns every error answer that is not yet `application/problem+json` (axum's own: a bad
+/// query string, a method the route does not have) into one, keeping its status.
+async fn problems_only(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().chars().take(200).collect::<String>();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if status.as_u16() < 400 || is_problem {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let detail = match (status, &allow) {
+        (StatusCode::METHOD_NOT_ALLOWED, Some(allow)) => {
+            format!("{method} is not allowed on {path}; allowed: {allow}")
+        }
+        (StatusCode::METHOD_NOT_ALLOWED, None) => format!("{method} is not allowed on {path}"),
+        _ if !text.is_empty() => text.chars().take(300).collect(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_string(),
+    };
+    let mut problem = Problem::new(status, detail).into_response();
+    if let Some(allow) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    problem
 }
 
 /// A JSON body parsed as a `Value`: malformed → 400, too large → 413, not JSON → 415.
@@ -248,11 +290,28 @@ async fn load_execution(app: &App, id: &str) -> Result<ExecutionRow, Problem> {
         .ok_or_else(|| Problem::not_found(format!("no execution {id}")))
 }
 
+/// The most items one page of a list holds.
+pub const MAX_PAGE: u32 = 200;
+
 #[derive(serde::Deserialize)]
 struct ListQuery {
     status: Option<String>,
     action: Option<String>,
+    before: Option<i64>,
     limit: Option<u32>,
+}
+
+/// A page's `limit`: default 50, at most [`MAX_PAGE`].
+pub fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
+    match limit.unwrap_or(50) {
+        n @ 1..=MAX_PAGE => Ok(n),
+        n => Err(Problem::invalid(
+            format!("limit {n} is out of range"),
+            vec![format!(
+                "`limit` must be 1 to {MAX_PAGE}; page on with `before`"
+            )],
+        )),
+    }
 }
 
 async fn list_executions(
@@ -273,12 +332,57 @@ async fn list_executions(
             )
         })?),
     };
+    let limit = page_limit(q.limit)?;
     let filter = ExecutionFilter {
         status,
-        action_ref: q.action,
-        limit: q.limit.unwrap_or(50).clamp(1, 1000),
+        action_ref: q.action.clone(),
+        before: q.before,
+        limit,
     };
-    Ok(Json(app.store.list_executions(&filter).await?).into_response())
+    let rows = app.store.list_executions(&filter).await?;
+    // The next page, as a link: the same filters, before the last id of this one.
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten()
+        .map(|last| {
+            let mut q2 = format!("/api/v1/executions?before={last}&limit={limit}");
+            if let Some(s) = status {
+                q2.push_str(&format!("&status={}", s.as_str()));
+            }
+            if let Some(a) = &q.action {
+                q2.push_str(&format!("&action={}", query_escape(a)));
+            }
+            format!("<{q2}>; rel=\"next\"")
+        });
+    // stdout and stderr are the output endpoint's: a list stays small.
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("stdout");
+                o.remove("stderr");
+            }
+            v
+        })
+        .collect();
+    let mut resp = Json(items).into_response();
+    if let Some(link) = next.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, link);
+    }
+    Ok(resp)
+}
+
+/// Percent-encodes a query value.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn get_execution(

@@ -217,12 +217,16 @@ async fn create_token(
                 vec!["`role` must be admin, operator or viewer".into()],
             )
         })?;
-    let name = body
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty() && n.len() <= 100)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{}-token", role.as_str()));
+    let name = match body.get("name") {
+        None | Some(Value::Null) => format!("{}-token", role.as_str()),
+        Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 100 => n.clone(),
+        Some(_) => {
+            return Err(Problem::invalid(
+                "invalid token request",
+                vec!["`name` must be a string of 1 to 100 characters".into()],
+            ))
+        }
+    };
     let token = new_token()?;
     let row = app
         .store
@@ -332,7 +336,7 @@ async fn list_audit(
         since: since.and_then(|(_, t)| t).map(str::to_string),
         kind: q.kind,
         before: q.before,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: crate::api::page_limit(q.limit)?,
     };
     Ok(Json(app.store.list_audit(&filter).await?).into_response())
 }

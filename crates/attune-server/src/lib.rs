@@ -6,6 +6,7 @@ pub mod api;
 pub mod api_admin;
 pub mod auth;
 pub mod catalog;
+pub mod http;
 pub mod log;
 pub mod openapi;
 pub mod problem;
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     pub bundled: Vec<Bundle>,
     /// The key that seals secrets; `None`: `<data dir>/secret.key`, made at first start.
     pub secret_key_file: Option<PathBuf>,
+    /// The most HTTP connections served at once; more get a 503.
+    pub max_connections: usize,
 }
 
 /// Why the server could not start.
@@ -303,23 +306,22 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     // On SIGTERM/SIGINT the drain starts at once, alongside the HTTP server's own graceful
     // shutdown: clients following an execution's output keep their connection open until it
     // ends, so executions must finish or be cancelled for the server to stop.
-    let stopping = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let drain = {
-        let (app, stopping) = (app.clone(), stopping.clone());
+        let app = app.clone();
         tokio::spawn(async move {
             stop_signal().await;
-            stopping.notify_waiters();
+            let _ = stop_tx.send(true);
             drain_executions(&app).await;
         })
     };
-    let graceful = {
-        let stopping = stopping.clone();
-        async move { stopping.notified().await }
-    };
-    let server = axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(graceful);
-    if let Err(e) = server.await {
-        log::error(&format!("server error: {e}"));
-    }
+    http::serve(
+        listener,
+        api::router(app.clone()),
+        app.config.max_connections,
+        stop_rx,
+    )
+    .await;
     let _ = drain.await;
     while workers.join_next().await.is_some() {}
     let _ = std::fs::remove_file(data.join("server.json"));

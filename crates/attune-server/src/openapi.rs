@@ -91,10 +91,11 @@ pub fn document() -> Value {
             },
             "/api/v1/packs/{pack_ref}": {"delete": op("Remove a pack", "admin", "204", path_param("pack_ref"))},
             "/api/v1/executions": {
-                "get": op("List executions", "viewer", "200", json!({"parameters": [
-                    {"name": "status", "in": "query", "schema": {"type": "string"}},
+                "get": op("List executions, newest first, without their output (a Link header names the next page)", "viewer", "200", json!({"parameters": [
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["requested", "scheduled", "running", "canceling", "succeeded", "failed", "timeout", "canceled", "abandoned"]}},
                     {"name": "action", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]})),
+                    {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "only executions with a smaller id (the cursor)"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]})),
                 "post": op("Run an action", "operator", "201", json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExecutionRequest"}}}}}))
             },
             "/api/v1/executions/{id}": {"get": op("Show an execution", "viewer", "200", path_param("id"))},
@@ -118,7 +119,7 @@ pub fn document() -> Value {
                 {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "RFC 3339 UTC time, or its date"},
                 {"name": "kind", "in": "query", "schema": {"type": "string"}, "description": "a kind (secret.reveal) or family (secret)"},
                 {"name": "before", "in": "query", "schema": {"type": "integer"}, "description": "only entries with a smaller id (paging)"},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]}))}
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]}))}
         }
     })
 }

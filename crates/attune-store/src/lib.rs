@@ -182,6 +182,8 @@ pub struct ExecutionFilter {
     pub status: Option<ExecutionStatus>,
     /// Only this action.
     pub action_ref: Option<String>,
+    /// Only executions with a smaller id (the cursor of the page before).
+    pub before: Option<i64>,
     /// At most this many, newest first.
     pub limit: u32,
 }
@@ -473,15 +475,20 @@ impl Store {
         row.as_ref().map(decode_execution).transpose()
     }
 
-    /// Executions, newest first.
+    /// Executions, newest first, without their stdout and stderr (the list stays small
+    /// whatever the actions printed; the output endpoint serves them).
     pub async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
+        let columns =
+            EXECUTION_COLUMNS.replace(", stdout, stderr", ", NULL AS stdout, NULL AS stderr");
         let rows = sqlx::query(sql_with_columns(format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions
+            "SELECT {columns} FROM executions
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR action_ref = ?2)
-             ORDER BY id DESC LIMIT ?3"
+               AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4"
         )))
         .bind(f.status.map(ExecutionStatus::as_str))
         .bind(&f.action_ref)
+        .bind(f.before)
         .bind(i64::from(f.limit.max(1)))
         .fetch_all(&self.read)
         .await?;

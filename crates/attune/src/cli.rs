@@ -110,6 +110,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub shutdown_grace: u64,
 
+    /// The most HTTP connections served at once; one more gets a 503 and is closed. A
+    /// client must send a request's headers within 10 s, or its connection is closed.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+
     /// The key that seals secrets (32 bytes, mode 0600); it must exist. Default:
     /// <data dir>/secret.key, generated at first start.
     #[arg(long, value_name = "PATH", env = "ATTUNE_SECRET_KEY_FILE")]
@@ -173,8 +178,11 @@ pub enum ExecutionCommand {
         #[arg(long, value_name = "PACK.ACTION")]
         action: Option<String>,
         /// At most this many (the server's default is 50).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: Option<u32>,
+        /// Only executions older than this one (the next page: the last id shown).
+        #[arg(long, value_name = "ID")]
+        before: Option<u64>,
     },
     /// Show one execution.
     Get {
@@ -382,7 +390,7 @@ pub enum AuditCommand {
         #[arg(long, value_name = "KIND")]
         kind: Option<String>,
         /// At most this many.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: Option<u32>,
     },
 }

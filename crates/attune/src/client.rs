@@ -206,8 +206,21 @@ impl Client {
     ) -> Result<ureq::http::Response<ureq::Body>, CliError> {
         let mut response = r.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
-        if status < 400 {
+        if status < 300 {
             return Ok(response);
+        }
+        if status < 400 {
+            // Not followed: the token would go wherever the redirect points.
+            let to = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(|l| format!(" to {}", l.chars().take(200).collect::<String>()))
+                .unwrap_or_default();
+            return Err(CliError::failure(format!(
+                "the server at {} answered with a redirect (HTTP {status}{to}), which is not followed; point ATTUNE_URL at the Attune server itself",
+                self.base
+            )));
         }
         let body = response
             .body_mut()

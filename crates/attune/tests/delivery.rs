@@ -439,3 +439,56 @@ fn an_action_that_never_reads_stdin_is_not_an_error() {
     assert_eq!(rec["status"], "succeeded");
     assert_eq!(rec["stdout"], "done\n");
 }
+
+/// Objects reach the action with the keys in the order the request gave them, at every
+/// depth, in JSON and YAML (DESIGN.md §2 Serialise); here and through the server.
+#[test]
+fn objects_keep_their_key_order_from_request_to_action() {
+    let p = TestPack::new("ord");
+    for fmt in ["json", "yaml"] {
+        p.action(
+            &format!("echo_{fmt}"),
+            &format!("runner_type: shell\nparameter_format: {fmt}\nparameters:\n  obj: {{type: object}}\n  zz: {{type: string}}\n  aa: {{type: string}}"),
+            "echo.sh",
+            "#!/bin/bash\ncat\n",
+        );
+    }
+    let request = r#"{"zz": "1", "obj": {"z": 1, "a": {"y": 2, "b": [{"q": 1, "c": 2}]}, "m": 3}, "aa": "2"}"#;
+    let params = p.path("ordered.json");
+    std::fs::write(&params, request).unwrap();
+    let expected_json =
+        r#"{"zz":"1","obj":{"z":1,"a":{"y":2,"b":[{"q":1,"c":2}]},"m":3},"aa":"2"}"#;
+    let out = p.run(&["ord.echo_json", "--params-file", params.to_str().unwrap()]);
+    assert_eq!(stdout(&out).trim_end(), expected_json, "{}", stderr(&out));
+    let out = p.run(&["ord.echo_yaml", "--params-file", params.to_str().unwrap()]);
+    let yaml = stdout(&out);
+    let order: Vec<&str> = [
+        "zz", "obj", "\"z\"", "\"a\"", "\"y\"", "\"b\"", "\"q\"", "\"c\"", "\"m\"", "aa",
+    ]
+    .into_iter()
+    .collect();
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|k| {
+            yaml.find(k)
+                .unwrap_or_else(|| panic!("{k} missing in {yaml}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "keys out of order: {yaml}"
+    );
+
+    let s = TestServer::ready();
+    assert_eq!(s.register(&p.dir).0, 201);
+    let body = format!(r#"{{"action_ref": "ord.echo_json", "parameters": {request}}}"#);
+    let (st, v) = http(
+        "POST",
+        &format!("{}/api/v1/executions", s.url),
+        Some(&s.token),
+        Some(("application/json", body.into_bytes())),
+    );
+    assert_eq!(st, 201, "{v}");
+    let done = s.wait_final(v["id"].as_i64().unwrap(), 20);
+    assert_eq!(done["stdout"].as_str().unwrap().trim_end(), expected_json);
+}

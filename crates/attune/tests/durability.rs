@@ -52,16 +52,9 @@ impl Rng {
     }
 }
 
-/// Executions listed with `status` (at most 1000).
+/// Executions listed with `status`.
 fn with_status(s: &TestServer, status: &str) -> Vec<i64> {
-    let (st, v) = s.admin(
-        "GET",
-        &format!("/api/v1/executions?status={status}&limit=1000"),
-        None,
-    );
-    assert_eq!(st, 200, "{v}");
-    v.as_array()
-        .unwrap()
+    s.all_executions(&format!("status={status}"))
         .iter()
         .map(|e| e["id"].as_i64().unwrap())
         .collect()

@@ -550,10 +550,11 @@ fn process_config_reads_the_yaml_file_with_yq() {
     assert_eq!(live.code, Some(0), "{live:?}");
     assert_eq!(
         live.stdout,
+        // In the order the request gave (DESIGN.md §2), not sorted.
         "Processing configuration for environment: staging\n\
-         Config: image: nginx:1.27\n\
+         Config: replicas: 3\n\
+         image: nginx:1.27\n\
          labels:\n  tier: web\n\
-         replicas: 3\n\
          Configuration processed successfully\n"
     );
     assert_eq!(live.stderr, "");

@@ -19,6 +19,7 @@ pub fn run(args: ExecutionArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
             status,
             action,
             limit,
+            before,
         } => {
             let mut query = Vec::new();
             if let Some(s) = &status {
@@ -36,6 +37,9 @@ pub fn run(args: ExecutionArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
             }
             if let Some(n) = limit {
                 query.push(format!("limit={n}"));
+            }
+            if let Some(id) = before {
+                query.push(format!("before={id}"));
             }
             let path = if query.is_empty() {
                 "/api/v1/executions".to_string()

@@ -78,6 +78,7 @@ pub fn server(args: ServerArgs, data_dir: PathBuf) -> Result<ExitCode, CliError>
         runner: runner_config(&args.engine)?,
         bundled: crate::bundled::bundles(),
         secret_key_file: args.secret_key_file,
+        max_connections: args.max_connections as usize,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -453,6 +453,30 @@ impl TestServer {
         )
     }
 
+    /// Every execution matching `filter` (e.g. `status=succeeded`), newest first, read page
+    /// by page as a client does: 200 at a time, following the `before` cursor.
+    pub fn all_executions(&self, filter: &str) -> Vec<serde_json::Value> {
+        let mut all: Vec<serde_json::Value> = Vec::new();
+        loop {
+            let cursor = all
+                .last()
+                .map(|e| format!("&before={}", e["id"]))
+                .unwrap_or_default();
+            let (st, page) = self.admin(
+                "GET",
+                &format!("/api/v1/executions?limit=200&{filter}{cursor}"),
+                None,
+            );
+            assert_eq!(st, 200, "{page}");
+            let page = page.as_array().unwrap().clone();
+            let done = page.len() < 200;
+            all.extend(page);
+            if done {
+                return all;
+            }
+        }
+    }
+
     /// Waits until execution `id` has a final status; returns it.
     pub fn wait_final(&self, id: i64, secs: u64) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
