@@ -303,13 +303,8 @@ fn check_parameter_keys(name: &str, prop: &Map<String, Value>) -> Result<(), Sch
         if FLAT_KEYS.contains(&key.as_str()) || SCHEMA_KEYWORDS.contains(&key.as_str()) {
             continue;
         }
-        let near = FLAT_KEYS
-            .iter()
-            .chain(SCHEMA_KEYWORDS)
-            .map(|k| (edit_distance(key, k), *k))
-            .min()
-            .filter(|(d, _)| *d <= 2)
-            .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        let near = crate::closest(key, FLAT_KEYS.iter().chain(SCHEMA_KEYWORDS).copied())
+            .map(|k| format!(" (did you mean `{k}`?)"))
             .unwrap_or_default();
         return Err(SchemaError(format!(
             "key `parameters.{name}`: unknown key `{key}`{near}; allowed: {}, or a JSON Schema keyword (minLength, pattern, items, format, …)",
@@ -317,22 +312,6 @@ fn check_parameter_keys(name: &str, prop: &Map<String, Value>) -> Result<(), Sch
         )));
     }
     Ok(())
-}
-
-/// Levenshtein distance, for suggestions.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 fn normalise(raw: Option<&Value>) -> Result<(Value, Vec<String>), SchemaError> {

@@ -201,7 +201,7 @@ async fn get_action(
     let action = app
         .catalog
         .action(&action_ref)
-        .ok_or_else(|| Problem::not_found(format!("no action `{action_ref}`")))?;
+        .ok_or_else(|| no_action(&app, &action_ref))?;
     Ok(Json(action.summary()).into_response())
 }
 
@@ -394,6 +394,15 @@ async fn get_execution(
     Ok(Json(load_execution(&app, &id).await?).into_response())
 }
 
+/// 404 for an unknown action, with the nearest registered one if there is one.
+fn no_action(app: &App, action_ref: &str) -> Problem {
+    let actions = app.catalog.actions();
+    let near = attune_core::closest(action_ref, actions.iter().map(|a| a.action_ref.as_str()))
+        .map(|a| format!("; did you mean `{a}`?"))
+        .unwrap_or_default();
+    Problem::not_found(format!("no action `{action_ref}`{near}"))
+}
+
 /// A stored secret that does not open: the server's problem, said plainly (it names the
 /// secret and the key option, never a value).
 pub fn sealed_problem(e: &SecretError) -> Problem {
@@ -419,7 +428,7 @@ pub async fn submit(
     let action = app
         .catalog
         .action(action_ref)
-        .ok_or_else(|| Problem::not_found(format!("no action `{action_ref}`")))?;
+        .ok_or_else(|| no_action(app, action_ref))?;
     let resolved = crate::secrets::resolve(&app.store, &app.secrets, &action, parameters)
         .await
         .map_err(|e| match e {

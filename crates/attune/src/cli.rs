@@ -7,7 +7,12 @@ use std::path::PathBuf;
 /// Attune runs automation actions and hands them their parameters, secrets included,
 /// without exposing them on a command line, in the environment, or in logs.
 #[derive(Debug, Parser)]
-#[command(name = "attune", version, propagate_version = true)]
+#[command(
+    name = "attune",
+    version,
+    propagate_version = true,
+    after_help = "The client commands (run without --local, execution, action, pack, token, secret, audit) talk to a server: ATTUNE_URL and ATTUNE_TOKEN if set, else the one `attune server` started on the data dir (its server.json and admin.token)."
+)]
 pub struct Cli {
     /// Data directory (default: $XDG_DATA_HOME/attune or ~/.local/share/attune).
     #[arg(long, global = true, env = "ATTUNE_DATA_DIR", value_name = "DIR")]
@@ -282,7 +287,7 @@ pub enum TokenCommand {
         /// What the token may do.
         #[arg(long, value_enum)]
         role: TokenRole,
-        /// A name to recognise it by (default: the server's).
+        /// A name to recognise it by (default: <role>-token, e.g. operator-token).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },

@@ -284,6 +284,10 @@ fn cancel_stops_a_running_action_and_the_waiting_run_exits_130() {
     );
     let rec = s.cli_json(&["execution", "get", &id], 0);
     assert_eq!(rec["status"], "canceled");
+    // Following its logs ends as `run` does: 130 for canceled.
+    let out = s.cli_out(&["execution", "logs", &id, "-f"]);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("canceled"), "{}", stderr(&out));
 
     // Once it has ended, cancel is refused (409) with one line, exit 2.
     let out = s.cli_out(&["execution", "cancel", &id]);

@@ -154,6 +154,13 @@ fn every_error_is_a_problem_document() {
             "{method} {path}: {v}"
         );
     }
+    // An unknown action: the nearest registered one is suggested.
+    let (st, v) = s.admin("GET", "/api/v1/actions/core.ecko", None);
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(
+        v["detail"],
+        "no action `core.ecko`; did you mean `core.echo`?"
+    );
     // A token name that cannot be one is refused, not replaced.
     for name in [json!(""), json!("x".repeat(101)), json!(7)] {
         let (st, v) = s.admin(

@@ -65,6 +65,14 @@ pub fn run(args: ExecutionArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
             let live = out == OutputFormat::Table;
             let mut captured = Captured::default();
             let last = follow_output(&client, &path, follow, live, &mut captured)?;
+            // Followed to its end, the exit code is the execution's, as for `attune run`
+            // (130 canceled, 124 timeout, the action's own code).
+            let code = match (&last, follow) {
+                (Some(f), true) if f.status.is_final() => {
+                    ExitCode::from(super::run::exit_code_for(f.status, f.exit_code, f.signal))
+                }
+                _ => ExitCode::SUCCESS,
+            };
             if live {
                 if let Some(f) = last.filter(|f| f.status.is_final()) {
                     if f.status != ExecutionStatus::Succeeded {
@@ -81,6 +89,7 @@ pub fn run(args: ExecutionArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
                 }
                 print_structured(&v, out)?;
             }
+            return Ok(code);
         }
         ExecutionCommand::Cancel { id } => {
             let client = Client::discover(data_dir)?;
