@@ -53,7 +53,10 @@ impl Client {
         let env_url = env_nonempty("ATTUNE_URL");
         let url = match &env_url {
             Some(u) => u.clone(),
-            None => url_from_server_json(data_dir)?,
+            None => {
+                wait_for_starting_server(data_dir);
+                url_from_server_json(data_dir)?
+            }
         };
         let token = match env_nonempty("ATTUNE_TOKEN") {
             Some(t) => t,
@@ -364,6 +367,41 @@ fn url_from_server_json(data_dir: &Path) -> Result<String, CliError> {
             "{}: no \"url\" in it; set ATTUNE_URL",
             path.display()
         ))),
+    }
+}
+
+/// How long a command waits for a server whose process has only just been started (`attune
+/// server &` on the line before) to take its data dir.
+const SERVER_APPEARS: Duration = Duration::from_secs(2);
+/// How long it waits for a server that holds the data dir to be ready (`server.json`).
+const SERVER_READY: Duration = Duration::from_secs(60);
+
+/// Returns once `<data dir>/server.json` exists, or no server is starting there: a command
+/// run just after `attune server &` waits for it instead of failing. A server is starting
+/// while the pid in `server.lock` runs; a server process just launched may not have written
+/// it yet, so a missing or empty lock is given [`SERVER_APPEARS`].
+fn wait_for_starting_server(data_dir: &Path) {
+    let json = data_dir.join("server.json");
+    let start = std::time::Instant::now();
+    while !json.exists() {
+        let pid = std::fs::read_to_string(data_dir.join("server.lock"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok());
+        // The pid of a server that has stopped may have been reused: it must still be an
+        // `attune … server`.
+        let serving = |pid: i32| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0).any(|a| a == b"server") && c.windows(6).any(|w| w == b"attune")
+            })
+        };
+        let waiting = match pid {
+            Some(pid) => serving(pid) && start.elapsed() < SERVER_READY,
+            None => start.elapsed() < SERVER_APPEARS,
+        };
+        if !waiting {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
