@@ -30,6 +30,23 @@ pub fn is_valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Percent-encodes every byte of `s` but ASCII letters, digits and `keep`; `plus` writes
+/// space as `+`. Hex digits are upper case. With `keep` = `-_.~`, an RFC 3986 path segment
+/// or query value.
+pub fn percent_encode(s: &str, keep: &str, plus: bool) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || keep.as_bytes().contains(&b) {
+            out.push(b as char);
+        } else if plus && b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The candidate closest to `word` (at most two edits away), for "did you mean" hints.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates

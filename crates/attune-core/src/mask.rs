@@ -140,7 +140,7 @@ fn encoded_forms(s: &str) -> Vec<Vec<u8>> {
         (RFC3986, true),      // Python quote_plus()
         ("-_.~!*'()", false), // JavaScript encodeURIComponent(), jq 1.6 @uri
     ] {
-        forms.push(percent_encode(s, keep, plus).into_bytes());
+        forms.push(crate::percent_encode(s, keep, plus).into_bytes());
     }
     for (ascii_only, escape_del) in [(false, false), (true, false), (false, true)] {
         forms.push(json_escape(s, ascii_only, escape_del).into_bytes());
@@ -158,22 +158,6 @@ fn base64_core(engine: &base64::engine::GeneralPurpose, secret: &[u8], offset: u
     let first = (8 * offset).div_ceil(6);
     let end = (8 * (offset + secret.len())) / 6;
     encoded.as_bytes()[first.min(end)..end].to_vec()
-}
-
-/// Percent-encodes every byte but ASCII letters, digits and `keep`; `plus` writes space as
-/// `+`. Hex digits are upper case, as every encoder named above writes them.
-fn percent_encode(s: &str, keep: &str, plus: bool) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || keep.as_bytes().contains(&b) {
-            out.push(b as char);
-        } else if plus && b == b' ' {
-            out.push('+');
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `s` as it appears inside a JSON string: `"` and `\` escaped, control characters as

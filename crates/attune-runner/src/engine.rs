@@ -178,18 +178,10 @@ pub enum PrepareError {
 
 /// Checks that `action` may run with these parameters and timeout: defaults applied, the
 /// schema satisfied, the timeout no longer than the action's. Returns the parameters as
-/// they will be delivered and the effective timeout.
+/// they will be delivered and the effective timeout. The values of the parameters named
+/// in `also_secret` (secret once, though the action no longer says so) stay out of the
+/// messages, as the action's secret parameters' do.
 pub fn validate_request(
-    action: &Action,
-    parameters: Map<String, Value>,
-    timeout: Option<u64>,
-) -> Result<(Map<String, Value>, Duration), PrepareError> {
-    validate_request_hiding(action, parameters, timeout, &[])
-}
-
-/// Like [`validate_request`]; the values of the parameters named in `also_secret` (secret
-/// once, though the action no longer says so) stay out of the messages too.
-pub fn validate_request_hiding(
     action: &Action,
     parameters: Map<String, Value>,
     timeout: Option<u64>,
@@ -224,20 +216,9 @@ pub fn validate_request_hiding(
 }
 
 /// Validates the request (see [`validate_request`]) and builds the job, with the masker for
-/// the secret values this execution receives.
+/// the secret values this execution receives: the action's secret parameters and those
+/// named in `also_secret`.
 pub fn prepare_job(
-    execution_id: String,
-    action: Arc<Action>,
-    parameters: Map<String, Value>,
-    env_vars: EnvVars,
-    timeout: Option<u64>,
-) -> Result<Job, PrepareError> {
-    prepare_job_hiding(execution_id, action, parameters, env_vars, timeout, &[])
-}
-
-/// Like [`prepare_job`]; the parameters named in `also_secret` are masked and kept out of
-/// messages as the action's secret parameters are.
-pub fn prepare_job_hiding(
     execution_id: String,
     action: Arc<Action>,
     parameters: Map<String, Value>,
@@ -245,7 +226,7 @@ pub fn prepare_job_hiding(
     timeout: Option<u64>,
     also_secret: &[String],
 ) -> Result<Job, PrepareError> {
-    let (parameters, timeout) = validate_request_hiding(&action, parameters, timeout, also_secret)?;
+    let (parameters, timeout) = validate_request(&action, parameters, timeout, also_secret)?;
     let secrets = secret_values(&action, &parameters, also_secret);
     let masker = Arc::new(Masker::new(secrets.iter().map(String::as_str)));
     Ok(Job {

@@ -350,7 +350,10 @@ async fn list_executions(
                 q2.push_str(&format!("&status={}", s.as_str()));
             }
             if let Some(a) = &q.action {
-                q2.push_str(&format!("&action={}", query_escape(a)));
+                q2.push_str(&format!(
+                    "&action={}",
+                    attune_core::percent_encode(a, "-_.~", false)
+                ));
             }
             format!("<{q2}>; rel=\"next\"")
         });
@@ -371,18 +374,6 @@ async fn list_executions(
         resp.headers_mut().insert(header::LINK, link);
     }
     Ok(resp)
-}
-
-/// Percent-encodes a query value.
-fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn get_execution(
@@ -440,7 +431,7 @@ pub async fn submit(
             ResolveError::Store(e) => e.into(),
         })?;
     let (parameters, _) =
-        attune_runner::validate_request_hiding(&action, resolved.parameters, timeout, also_secret)
+        attune_runner::validate_request(&action, resolved.parameters, timeout, also_secret)
             .map_err(|e| match e {
                 attune_runner::PrepareError::Invalid { action, violations } => {
                     Problem::invalid(format!("invalid parameters for {action}"), violations.0)

@@ -183,7 +183,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         Ok(e) => e,
         Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
     };
-    let job = match attune_runner::prepare_job_hiding(
+    let job = match attune_runner::prepare_job(
         id.to_string(),
         action,
         params,

@@ -211,6 +211,9 @@ fn now() -> String {
 
 const EXECUTION_COLUMNS: &str = "id, action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
 
+/// [`EXECUTION_COLUMNS`] for lists: the output columns are not read.
+const LIST_COLUMNS: &str = "id, action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, NULL AS stdout, NULL AS stderr, error";
+
 /// A query built only from constants of this file (column lists, `?` placeholders), never
 /// from input.
 fn sql_with_columns(sql: String) -> sqlx::AssertSqlSafe<String> {
@@ -478,10 +481,8 @@ impl Store {
     /// Executions, newest first, without their stdout and stderr (the list stays small
     /// whatever the actions printed; the output endpoint serves them).
     pub async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
-        let columns =
-            EXECUTION_COLUMNS.replace(", stdout, stderr", ", NULL AS stdout, NULL AS stderr");
         let rows = sqlx::query(sql_with_columns(format!(
-            "SELECT {columns} FROM executions
+            "SELECT {LIST_COLUMNS} FROM executions
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR action_ref = ?2)
                AND (?3 IS NULL OR id < ?3)
              ORDER BY id DESC LIMIT ?4"

@@ -433,15 +433,7 @@ fn token_from_file(data_dir: &Path) -> Result<String, CliError> {
 
 /// Percent-encodes one path segment (an action ref, an execution id).
 pub fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    attune_core::percent_encode(s, "-_.~", false)
 }
 
 /// Percent-encodes a query value.

@@ -42,7 +42,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     let env_vars = collect_env(&args.env)?;
 
     let id = attune_runner::new_execution_id("local");
-    let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout)?;
+    let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout, &[])?;
     // --require-sandbox must know before the run that every part of it works.
     let sandbox = attune_runner::Sandbox::for_one_execution(
         &workspace.protected(data_dir),
