@@ -28,7 +28,9 @@ const ACTION_KEYS: &[&str] = &[
 ];
 
 /// How an action's entry point is started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RunnerType {
     /// `bash <entry point>`.
@@ -68,7 +70,16 @@ impl RunnerType {
 
 /// How the parameter document reaches the action.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
@@ -124,6 +135,40 @@ pub struct Action {
     pub metadata_file: PathBuf,
     /// The pack's root directory (canonical): the action may read, not write, its files.
     pub pack_dir: PathBuf,
+}
+
+/// What the API and `attune action get` show of an action.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ActionSummary {
+    /// `<pack>.<name>`.
+    #[serde(rename = "ref")]
+    pub action_ref: String,
+    /// The pack's ref.
+    pub pack: String,
+    /// The action's name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Display label.
+    pub label: Option<String>,
+    /// How the entry point is started.
+    pub runner_type: RunnerType,
+    /// The entry point, relative to the pack.
+    pub entry_point: String,
+    /// How the parameters reach the action.
+    pub parameter_delivery: Delivery,
+    /// The parameter document's format.
+    pub parameter_format: Format,
+    /// The parameters as a JSON Schema (draft 2020-12), normalised.
+    pub parameters: Value,
+    /// The names of the secret parameters.
+    pub secret_parameters: Vec<String>,
+    /// JSON Schema of the result, if declared.
+    pub output_schema: Option<Value>,
+    /// Timeout in seconds.
+    pub timeout: u64,
+    /// Whether the action may run.
+    pub enabled: bool,
 }
 
 impl Action {
@@ -266,23 +311,23 @@ impl Action {
     }
 
     /// A JSON description of the action for listings (`action show`).
-    pub fn summary(&self) -> Value {
-        serde_json::json!({
-            "ref": self.action_ref,
-            "pack": self.pack_ref,
-            "name": self.name,
-            "description": self.description,
-            "label": self.label,
-            "runner_type": self.runner_type,
-            "entry_point": self.entry_point,
-            "parameter_delivery": self.delivery,
-            "parameter_format": self.format,
-            "parameters": self.parameters.json_schema(),
-            "secret_parameters": self.parameters.secret_names(),
-            "output_schema": self.output_schema.as_ref().map(|(s, _)| s),
-            "timeout": self.timeout_secs,
-            "enabled": self.enabled,
-        })
+    pub fn summary(&self) -> ActionSummary {
+        ActionSummary {
+            action_ref: self.action_ref.clone(),
+            pack: self.pack_ref.clone(),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            label: self.label.clone(),
+            runner_type: self.runner_type,
+            entry_point: self.entry_point.clone(),
+            parameter_delivery: self.delivery,
+            parameter_format: self.format,
+            parameters: self.parameters.public_schema(),
+            secret_parameters: self.parameters.secret_names().to_vec(),
+            output_schema: self.output_schema.as_ref().map(|(s, _)| s.clone()),
+            timeout: self.timeout_secs,
+            enabled: self.enabled,
+        }
     }
 }
 

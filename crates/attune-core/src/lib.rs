@@ -12,9 +12,9 @@ pub mod pack;
 pub mod params;
 pub mod schema;
 
-pub use action::{Action, Delivery, RunnerType};
+pub use action::{Action, ActionSummary, Delivery, RunnerType};
 pub use envvars::EnvVars;
-pub use execution::{ExecutionRecord, ExecutionStatus};
+pub use execution::{Execution, ExecutionStatus};
 pub use format::Format;
 pub use mask::Masker;
 pub use pack::Pack;
@@ -22,6 +22,24 @@ pub use schema::ParamSchema;
 
 /// The placeholder shown instead of a secret parameter's value.
 pub const REDACTED: &str = "********";
+
+/// Whether two JSON values are equal, numbers compared by value (`1.0` and `1` alike), as
+/// a consumer that parses numbers as floats sees them.
+pub fn json_same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_same(v, w)))
+        }
+        _ => a == b,
+    }
+}
 
 /// Whether `s` is a valid pack or action name: `[a-z0-9_]+`.
 pub fn is_valid_name(s: &str) -> bool {

@@ -41,6 +41,22 @@ impl ParamSchema {
         &self.schema
     }
 
+    /// The schema as shown to users (the API, `attune action show`): a secret parameter's
+    /// `default`, `examples` and `const` are left out, since they are values of a secret.
+    pub fn public_schema(&self) -> Value {
+        let mut schema = self.schema.clone();
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            for name in &self.secret {
+                if let Some(p) = props.get_mut(name).and_then(Value::as_object_mut) {
+                    for k in ["default", "examples", "const"] {
+                        p.remove(k);
+                    }
+                }
+            }
+        }
+        schema
+    }
+
     /// The names of the top-level parameters marked `secret: true`, sorted.
     pub fn secret_names(&self) -> &[String] {
         &self.secret
@@ -99,20 +115,8 @@ impl ParamSchema {
                 .unwrap_or_default()
                 .replace("~1", "/")
                 .replace("~0", "~");
-            let text = if pointer.is_empty() {
-                // Errors about the whole object (missing or unexpected parameters) name
-                // parameters, never values.
-                err.masked_with("parameters").to_string()
-            } else if self.is_secret(&top) || also_secret.contains(&top) {
-                err.masked_with("value").to_string()
-            } else {
-                truncate(err.to_string(), 300)
-            };
-            let line = if pointer.is_empty() {
-                text
-            } else {
-                format!("{}: {text}", display_path(&pointer))
-            };
+            let hide = self.is_secret(&top) || also_secret.contains(&top);
+            let line = sentence(&err, &pointer, hide, self.properties());
             if !problems.contains(&line) {
                 problems.push(line);
             }
@@ -178,6 +182,144 @@ fn truncate(mut s: String, max: usize) -> String {
         s.push('…');
     }
     s
+}
+
+/// One violation as a sentence a user can act on: what, where, and (unless the value is a
+/// secret's) what was given. Messages about the whole parameter object name parameters,
+/// never values.
+fn sentence(
+    err: &jsonschema::ValidationError<'_>,
+    pointer: &str,
+    hide: bool,
+    properties: Option<&Map<String, Value>>,
+) -> String {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as K};
+    let at = if pointer.is_empty() {
+        "the parameters".to_string()
+    } else {
+        display_path(pointer)
+    };
+    let got = if hide {
+        format!(
+            ", got {} (a secret's value is not shown)",
+            kind_of(err.instance())
+        )
+    } else {
+        format!(", got {}", describe_value(err.instance()))
+    };
+    let list = |v: &Value| match v {
+        Value::Array(a) => a
+            .iter()
+            .map(|x| truncate(x.to_string(), 40))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    match err.kind() {
+        K::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            if pointer.is_empty() {
+                format!("parameter `{name}` is required")
+            } else {
+                format!("{at} needs the key `{name}`")
+            }
+        }
+        K::AdditionalProperties { unexpected } if pointer.is_empty() => {
+            let names: Vec<String> = unexpected.iter().map(|n| format!("`{n}`")).collect();
+            let allowed: Vec<&str> = properties
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let hint = unexpected
+                .first()
+                .and_then(|u| crate::closest(u, allowed.iter().copied()))
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            format!(
+                "unknown parameter{} {}{hint}; {}",
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                if allowed.is_empty() {
+                    "this action takes none".to_string()
+                } else {
+                    format!("allowed: {}", allowed.join(", "))
+                }
+            )
+        }
+        K::AdditionalProperties { unexpected } => {
+            let names: Vec<String> = unexpected.iter().map(|n| format!("`{n}`")).collect();
+            format!("{at} has unknown keys: {}", names.join(", "))
+        }
+        K::Type { kind } => {
+            let want = match kind {
+                TypeKind::Single(t) => a_type(&t.to_string()),
+                TypeKind::Multiple(ts) => ts
+                    .iter()
+                    .map(|t| a_type(&t.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            };
+            format!("{at} must be {want}{got}")
+        }
+        K::Enum { options } if hide => format!("{at} must be one of the allowed values{got}"),
+        K::Enum { options } => format!("{at} must be one of: {}{got}", list(options)),
+        K::Constant { .. } if hide => format!("{at} must be the one allowed value{got}"),
+        K::Constant { expected_value } => {
+            format!(
+                "{at} must be {}{got}",
+                truncate(expected_value.to_string(), 60)
+            )
+        }
+        K::Minimum { limit } => format!("{at} must be at least {limit}{got}"),
+        K::Maximum { limit } => format!("{at} must be at most {limit}{got}"),
+        K::ExclusiveMinimum { limit } => format!("{at} must be greater than {limit}{got}"),
+        K::ExclusiveMaximum { limit } => format!("{at} must be less than {limit}{got}"),
+        K::MultipleOf { multiple_of } => format!("{at} must be a multiple of {multiple_of}{got}"),
+        K::MinLength { limit } => format!("{at} must be at least {limit} characters long{got}"),
+        K::MaxLength { limit } => format!("{at} must be at most {limit} characters long{got}"),
+        K::Pattern { pattern } => format!("{at} must match the pattern `{pattern}`{got}"),
+        K::Format { format } => format!("{at} must be a valid {format}{got}"),
+        K::MinItems { limit } => format!("{at} must have at least {limit} items"),
+        K::MaxItems { limit } => format!("{at} must have at most {limit} items"),
+        K::UniqueItems => format!("{at} must not repeat an item"),
+        K::MinProperties { limit } => format!("{at} must have at least {limit} keys"),
+        K::MaxProperties { limit } => format!("{at} must have at most {limit} keys"),
+        K::FalseSchema => format!("{at} is not allowed here"),
+        _ if pointer.is_empty() => err.masked_with("parameters").to_string(),
+        _ if hide => format!("{at}: {}", err.masked_with("value")),
+        _ => format!("{at}: {}", truncate(err.to_string(), 300)),
+    }
+}
+
+/// `a string`, `an integer`…: a JSON Schema type name with its article.
+fn a_type(t: &str) -> String {
+    match t {
+        "integer" | "object" | "array" => format!("an {t}"),
+        "null" => "null".to_string(),
+        other => format!("a {other}"),
+    }
+}
+
+/// What kind of value `v` is, without the value.
+fn kind_of(v: &Value) -> String {
+    a_type(match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    })
+}
+
+/// `v` for a message: short scalars as they are, the rest by kind.
+fn describe_value(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.chars().count() <= 40 => format!("the string {v}"),
+        Value::String(_) => "a long string".to_string(),
+        Value::Number(_) | Value::Bool(_) | Value::Null => v.to_string(),
+        other => kind_of(other),
+    }
 }
 
 fn display_path(pointer: &str) -> String {
@@ -440,6 +582,14 @@ mod tests {
         let b = ParamSchema::from_metadata(Some(&object)).unwrap();
         assert_eq!(a.json_schema(), b.json_schema());
         assert_eq!(a.secret_names(), ["token"]);
+        // A secret's default is a value of the secret: never shown.
+        let with_default = ParamSchema::from_metadata(Some(
+            &json!({"token": {"type": "string", "secret": true, "default": "hunter2"}, "n": {"type": "integer", "default": 3}}),
+        ))
+        .unwrap();
+        let shown = with_default.public_schema().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("\"default\":3"), "{shown}");
     }
 
     #[test]

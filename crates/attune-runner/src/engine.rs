@@ -875,23 +875,37 @@ pub fn new_execution_id(prefix: &str) -> String {
     format!("{prefix}-{hex}")
 }
 
-/// The user-facing record of a finished execution; secret parameters are redacted.
-pub fn record(job: &Job, outcome: &Outcome) -> attune_core::ExecutionRecord {
-    attune_core::ExecutionRecord {
-        id: job.execution_id.clone(),
+/// The record of a finished local execution (`attune run --local`), in the shape the
+/// server shows (id 0: it is not stored); secret parameters are redacted.
+/// `timeout`: the timeout the request asked for, if any.
+pub fn record(job: &Job, outcome: &Outcome, timeout: Option<u64>) -> attune_core::Execution {
+    let started = attune_core::execution::rfc3339(outcome.started_at);
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("uid {uid}"));
+    attune_core::Execution {
+        id: 0,
         action_ref: job.action.action_ref.clone(),
         status: outcome.status,
         parameters: job.action.parameters.redact(&job.parameters),
         env_vars: job.env_vars.as_map().clone(),
+        timeout_secs: timeout,
+        requested_by: user,
+        worker: Some("local".into()),
+        created_at: started.clone(),
+        started_at: Some(started),
+        finished_at: Some(attune_core::execution::rfc3339(outcome.finished_at)),
+        duration_ms: Some(outcome.duration.as_millis() as u64),
         exit_code: outcome.exit_code(),
         signal: outcome.signal(),
         result: outcome.result.clone(),
-        stdout: outcome.stdout.text.clone(),
-        stderr: outcome.stderr.text.clone(),
+        stdout: Some(outcome.stdout.text.clone()),
+        stderr: Some(outcome.stderr.text.clone()),
         error: outcome.error.clone(),
-        started_at: Some(attune_core::execution::rfc3339(outcome.started_at)),
-        finished_at: Some(attune_core::execution::rfc3339(outcome.finished_at)),
-        duration_ms: Some(outcome.duration.as_millis() as u64),
+        ..Default::default()
     }
 }
 

@@ -1,46 +1,50 @@
 //! The REST API (docs/api.md): routes, request parsing, responses.
 
 use crate::auth::{Caller, Role};
+use crate::openapi::ProblemBody;
 use crate::problem::Problem;
 use crate::secrets::{ResolveError, SecretError};
 use crate::App;
 use attune_core::bundle::Bundle;
+use attune_core::{ActionSummary, Execution};
 use attune_core::{EnvVars, ExecutionStatus};
 use attune_store::{AuditEntry, ExecutionFilter, ExecutionRow, Finish, NewExecution, PackRow};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Response, Problem>;
 
-/// All routes.
+/// Every route, each with its OpenAPI description: the router and the document are
+/// built from this one list.
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi))
+        .routes(routes!(list_actions))
+        .routes(routes!(get_action))
+        .routes(routes!(list_packs, register_pack))
+        .routes(routes!(remove_pack))
+        .routes(routes!(list_executions, create_execution))
+        .routes(routes!(get_execution))
+        .routes(routes!(execution_output))
+        .routes(routes!(cancel_execution))
+        .routes(routes!(rerun_execution))
+        .merge(crate::api_admin::routes())
+}
+
+/// The server's router: [`routes`], the fallback and the layers every request goes through.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/actions", get(list_actions))
-        .route("/api/v1/actions/{action_ref}", get(get_action))
-        .route("/api/v1/packs", get(list_packs).post(register_pack))
-        .route(
-            "/api/v1/packs/{pack_ref}",
-            axum::routing::delete(remove_pack),
-        )
-        .route(
-            "/api/v1/executions",
-            get(list_executions).post(create_execution),
-        )
-        .route("/api/v1/executions/{id}", get(get_execution))
-        .route("/api/v1/executions/{id}/output", get(execution_output))
-        .route("/api/v1/executions/{id}/cancel", post(cancel_execution))
-        .route("/api/v1/executions/{id}/rerun", post(rerun_execution))
-        .merge(crate::api_admin::routes())
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(problems_only))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -48,7 +52,78 @@ pub fn router(app: Arc<App>) -> Router {
             limit,
             refuse_oversized,
         ))
+        .layer(axum::middleware::from_fn(refuse_oversized_head))
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(app)
+}
+
+/// Runs a request in a `request` span (method, route template, caller) and logs its status
+/// and duration when it is answered: never its path's values, query or body.
+async fn trace_request(req: Request, next: axum::middleware::Next) -> Response {
+    use tracing::field::Empty;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "-".to_string(), |p| p.as_str().to_string());
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route = %route,
+        caller = Empty,
+        status = Empty,
+        ms = Empty
+    );
+    let start = std::time::Instant::now();
+    let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status().as_u16();
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    span.record("status", status);
+    span.record("ms", (ms * 1000.0).round() / 1000.0);
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!("answered {status}");
+        } else {
+            tracing::info!("answered {status}");
+        }
+    });
+    resp
+}
+
+/// The longest request target accepted (path and query), in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header bytes (names and values) accepted in one request.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The most header fields accepted in one request.
+pub const MAX_HEADERS: usize = 100;
+
+/// 414 for a request target over [`MAX_URI_BYTES`], 431 for headers over
+/// [`MAX_HEADER_BYTES`] or [`MAX_HEADERS`] fields, as problems. (The connection's parser
+/// has higher limits, so these are the ones clients meet.)
+async fn refuse_oversized_head(req: Request, next: axum::middleware::Next) -> Response {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Problem::new(
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {uri_len} bytes, at most {MAX_URI_BYTES} allowed"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "{} header fields, {bytes} bytes: at most {MAX_HEADERS} fields and {MAX_HEADER_BYTES} bytes allowed",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Answers 413 to a request whose declared length is over the limit, after reading and
@@ -157,10 +232,33 @@ fn created(v: impl serde::Serialize) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// `/healthz`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok`: the server answers.
+    status: &'static str,
 }
 
+/// `/readyz`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Ready {
+    /// Always `ready`.
+    status: &'static str,
+    /// `enforced`, or `degraded` where actions run without part of the sandbox.
+    #[schema(pattern = "^(enforced|degraded)$")]
+    sandbox: &'static str,
+}
+
+/// The server is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, body = Health)))]
+async fn healthz() -> Response {
+    Json(Health { status: "ok" }).into_response()
+}
+
+/// The server can serve: its database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses((status = 200, body = Ready)))]
 async fn readyz(State(app): State<Arc<App>>) -> ApiResult {
     match app.store.ping().await {
         Ok(()) => {
@@ -169,10 +267,14 @@ async fn readyz(State(app): State<Arc<App>>) -> ApiResult {
             } else {
                 "enforced"
             };
-            Ok(Json(json!({"status": "ready", "sandbox": sandbox})).into_response())
+            Ok(Json(Ready {
+                status: "ready",
+                sandbox,
+            })
+            .into_response())
         }
         Err(e) => {
-            crate::log::error(&format!("readiness: {e}"));
+            tracing::error!("readiness: {e}");
             Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the database is unavailable",
@@ -181,17 +283,28 @@ async fn readyz(State(app): State<Arc<App>>) -> ApiResult {
     }
 }
 
-async fn openapi(_caller: Caller) -> Response {
-    Json(crate::openapi::document()).into_response()
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object)))]
+async fn openapi(caller: Caller) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(crate::openapi::document()).into_response())
 }
 
+/// The registered actions, by ref.
+#[utoipa::path(get, path = "/api/v1/actions", tag = "actions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    responses((status = 200, body = [ActionSummary])))]
 async fn list_actions(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Viewer)?;
-    let mut list: Vec<Value> = app.catalog.actions().iter().map(|a| a.summary()).collect();
-    list.sort_by(|a, b| a["ref"].as_str().cmp(&b["ref"].as_str()));
+    let mut list: Vec<ActionSummary> = app.catalog.actions().iter().map(|a| a.summary()).collect();
+    list.sort_by(|a, b| a.action_ref.cmp(&b.action_ref));
     Ok(Json(list).into_response())
 }
 
+/// One action: its delivery, format, timeout and parameter schema.
+#[utoipa::path(get, path = "/api/v1/actions/{action_ref}", tag = "actions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    params(("action_ref" = String, Path, description = "`<pack>.<action>`")),
+    responses((status = 200, body = ActionSummary)))]
 async fn get_action(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -205,29 +318,62 @@ async fn get_action(
     Ok(Json(action.summary()).into_response())
 }
 
-fn pack_json(p: &crate::catalog::LoadedPack) -> Value {
-    json!({
-        "ref": p.pack.pack_ref,
-        "version": p.pack.version,
-        "description": p.pack.description,
-        "digest": p.digest,
-        "registered_at": p.registered_at,
-        "actions": p.actions.values().map(|a| a.action_ref.clone()).collect::<Vec<_>>(),
-    })
+/// A registered pack.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct PackView {
+    /// The pack's ref.
+    #[serde(rename = "ref")]
+    pack_ref: String,
+    /// Its version, if pack.yaml gives one.
+    version: Option<String>,
+    /// Its description.
+    description: Option<String>,
+    /// SHA-256 of its bundle, hex.
+    digest: String,
+    /// RFC 3339 time it was registered.
+    registered_at: String,
+    /// Its actions' refs.
+    actions: Vec<String>,
 }
 
+fn pack_view(p: &crate::catalog::LoadedPack) -> PackView {
+    PackView {
+        pack_ref: p.pack.pack_ref.clone(),
+        version: p.pack.version.clone(),
+        description: p.pack.description.clone(),
+        digest: p.digest.clone(),
+        registered_at: p.registered_at.clone(),
+        actions: p.actions.values().map(|a| a.action_ref.clone()).collect(),
+    }
+}
+
+/// The registered packs.
+#[utoipa::path(get, path = "/api/v1/packs", tag = "packs", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    responses((status = 200, body = [PackView])))]
 async fn list_packs(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Viewer)?;
     Ok(Json(
         app.catalog
             .packs()
             .iter()
-            .map(pack_json)
+            .map(pack_view)
             .collect::<Vec<_>>(),
     )
     .into_response())
 }
 
+/// A pack bundle's bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct BundleBytes(Vec<u8>);
+
+/// Registers a pack, or replaces the one with its ref. The body is a pack bundle
+/// (`attune pack bundle`, docs/api.md); an invalid one is a 422 saying why.
+#[utoipa::path(post, path = "/api/v1/packs", tag = "packs", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    request_body(content = inline(BundleBytes), content_type = "application/octet-stream",
+        description = "a pack bundle"),
+    responses((status = 201, body = PackView)))]
 async fn register_pack(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -250,9 +396,15 @@ async fn register_pack(
             detail: json!({"version": loaded.pack.version, "digest": loaded.digest}),
         })
         .await?;
-    Ok(created(pack_json(&loaded)))
+    Ok(created(pack_view(&loaded)))
 }
 
+/// Removes a pack and its actions (its executions stay).
+#[utoipa::path(delete, path = "/api/v1/packs/{pack_ref}", tag = "packs", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    params(("pack_ref" = String, Path, description = "the pack's ref")),
+    responses((status = 204, description = "removed"),
+        (status = 409, description = "the bundled core pack cannot be removed", body = ProblemBody,
+            content_type = "application/problem+json")))]
 async fn remove_pack(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -293,11 +445,20 @@ async fn load_execution(app: &App, id: &str) -> Result<ExecutionRow, Problem> {
 /// The most items one page of a list holds.
 pub const MAX_PAGE: u32 = 200;
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only executions with this status.
+    #[param(value_type = Option<ExecutionStatus>, nullable = false)]
     status: Option<String>,
+    /// Only executions of this action (`<pack>.<action>`).
+    #[param(nullable = false)]
     action: Option<String>,
+    /// Only executions with a smaller id: the cursor of the next page.
+    #[param(nullable = false)]
     before: Option<i64>,
+    /// How many at most (default 50).
+    #[param(minimum = 1, maximum = 200, nullable = false)]
     limit: Option<u32>,
 }
 
@@ -314,6 +475,12 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
     }
 }
 
+/// Executions, newest first, without their output (`/output` serves it). A full page
+/// names the next in its `Link` header.
+#[utoipa::path(get, path = "/api/v1/executions", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    params(ListQuery),
+    responses((status = 200, body = [Execution],
+        headers(("Link" = String, description = "`<…?before=ID&limit=N>; rel=\"next\"` when there may be more")))))]
 async fn list_executions(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -358,15 +525,12 @@ async fn list_executions(
             format!("<{q2}>; rel=\"next\"")
         });
     // stdout and stderr are the output endpoint's: a list stays small.
-    let items: Vec<Value> = rows
+    let items: Vec<Execution> = rows
         .into_iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-            if let Some(o) = v.as_object_mut() {
-                o.remove("stdout");
-                o.remove("stderr");
-            }
-            v
+        .map(|r| Execution {
+            stdout: None,
+            stderr: None,
+            ..r
         })
         .collect();
     let mut resp = Json(items).into_response();
@@ -376,6 +540,10 @@ async fn list_executions(
     Ok(resp)
 }
 
+/// One execution, with its output.
+#[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    params(("id" = i64, Path, description = "the execution's id")),
+    responses((status = 200, body = Execution)))]
 async fn get_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -397,7 +565,7 @@ fn no_action(app: &App, action_ref: &str) -> Problem {
 /// A stored secret that does not open: the server's problem, said plainly (it names the
 /// secret and the key option, never a value).
 pub fn sealed_problem(e: &SecretError) -> Problem {
-    crate::log::error(&e.to_string());
+    tracing::error!("{e}");
     Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e)
 }
 
@@ -486,6 +654,33 @@ pub async fn submit(
     Ok(row)
 }
 
+/// What `POST /api/v1/executions` takes.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+struct ExecutionRequest {
+    /// The action to run, `<pack>.<action>`.
+    action_ref: String,
+    /// Its parameters, checked against the action's schema; a secret one may be
+    /// `{"$secret": "<name>"}`, filled from the secret store.
+    parameters: Option<Map<String, Value>>,
+    /// Extra environment variables for the action. Names are letters, digits and `_`;
+    /// the platform's own (`PATH`, `HOME`, `ATTUNE_*`…) and those that make an
+    /// interpreter run code (`LD_*`, `BASH_ENV`, `PYTHONSTARTUP`…) are refused.
+    env_vars: Option<std::collections::BTreeMap<String, String>>,
+    /// A timeout in seconds, at most the action's own.
+    #[schema(minimum = 1)]
+    timeout: Option<u64>,
+}
+
+/// Runs an action: the execution is stored (secret parameters sealed) before the answer.
+/// Parameters are checked against the action's schema; a `{"$secret": "name"}` value is
+/// filled from the secret store.
+#[utoipa::path(post, path = "/api/v1/executions", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("operator"))),
+    request_body = ExecutionRequest,
+    responses((status = 201, body = Execution),
+        (status = 404, description = "no such action", body = ProblemBody,
+            content_type = "application/problem+json")))]
 async fn create_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -498,6 +693,12 @@ async fn create_execution(
             vec!["expected {\"action_ref\": …, \"parameters\": {…}}".into()],
         ));
     };
+    // An unknown action first: nothing else about the request matters then.
+    if let Some(Value::String(a)) = body.get("action_ref") {
+        if app.catalog.action(a).is_none() {
+            return Err(no_action(&app, a));
+        }
+    }
     let mut errors = Vec::new();
     for key in body.keys() {
         if !["action_ref", "parameters", "env_vars", "timeout"].contains(&key.as_str()) {
@@ -557,6 +758,13 @@ async fn create_execution(
     Ok(created(row))
 }
 
+/// Cancels an execution: one not started ends `canceled` at once; a running one gets
+/// SIGTERM, then SIGKILL after its grace period.
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("operator"))),
+    params(("id" = i64, Path, description = "the execution's id")),
+    responses((status = 202, body = Execution),
+        (status = 409, description = "it has already ended", body = ProblemBody,
+            content_type = "application/problem+json")))]
 async fn cancel_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -595,10 +803,7 @@ async fn cancel_execution(
             }
         };
         if done {
-            crate::log::info(&format!(
-                "execution {} cancel requested by {}",
-                exec.id, caller.name
-            ));
+            tracing::info!("execution {} cancel requested by {}", exec.id, caller.name);
             app.store
                 .audit(&AuditEntry {
                     actor: caller.name.clone(),
@@ -616,6 +821,13 @@ async fn cancel_execution(
     ))
 }
 
+/// Runs an execution's action again with the same parameters (secrets from the store are
+/// looked up again).
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("operator"))),
+    params(("id" = i64, Path, description = "the execution's id")),
+    responses((status = 201, body = Execution),
+        (status = 422, description = "the action's parameters no longer accept these", body = ProblemBody,
+            content_type = "application/problem+json")))]
 async fn rerun_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -653,9 +865,30 @@ async fn rerun_execution(
     Ok(created(row))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OutputQuery {
+    /// Keep the stream open until the execution ends (default false).
+    #[param(nullable = false)]
     follow: Option<bool>,
+}
+
+/// One line of `/output`: a chunk of output, or (last) how the execution ended.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OutputLine {
+    /// `stdout` or `stderr`, for a chunk.
+    stream: Option<String>,
+    /// The chunk, masked (invalid UTF-8 replaced).
+    data: Option<String>,
+    /// The final status, on the last line.
+    status: Option<ExecutionStatus>,
+    /// Exit code, on the last line.
+    exit_code: Option<i32>,
+    /// Signal, on the last line.
+    signal: Option<i32>,
+    /// Error, on the last line.
+    error: Option<String>,
 }
 
 fn ndjson_line(v: Value) -> Bytes {
@@ -678,6 +911,12 @@ fn final_line(e: &ExecutionRow) -> Bytes {
     )
 }
 
+/// An execution's output as NDJSON, one object per line: `{"stream","data"}` chunks,
+/// then `{"status","exit_code","signal","error"}` once it has ended (or, without
+/// `follow`, its status now).
+#[utoipa::path(get, path = "/api/v1/executions/{id}/output", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    params(("id" = i64, Path, description = "the execution's id"), OutputQuery),
+    responses((status = 200, body = OutputLine, content_type = "application/x-ndjson")))]
 async fn execution_output(
     caller: Caller,
     State(app): State<Arc<App>>,

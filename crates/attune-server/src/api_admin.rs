@@ -3,50 +3,90 @@
 
 use crate::api::{sealed_problem, ApiJson};
 use crate::auth::{hash_token, new_token, Caller, Role};
+use crate::openapi::ProblemBody;
 use crate::problem::Problem;
 use crate::secrets::{check_name, Scope};
 use crate::App;
 use attune_store::{AuditEntry, AuditFilter};
+use attune_store::{AuditRow, SecretRow, TokenRow};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 type ApiResult = Result<Response, Problem>;
 
 /// The largest secret value accepted, as JSON text.
 pub const MAX_SECRET_BYTES: usize = 64 * 1024;
 
-/// The routes of this module.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/v1/secrets", get(list_secrets))
-        .route(
-            "/api/v1/secrets/{name}",
-            axum::routing::put(put_secret).delete(delete_secret),
-        )
-        .route("/api/v1/secrets/{name}/reveal", post(reveal_secret))
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
-        .route(
-            "/api/v1/tokens/{token}",
-            axum::routing::delete(revoke_token),
-        )
-        .route("/api/v1/audit", get(list_audit))
+/// The routes of this module, with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_secrets))
+        .routes(routes!(put_secret, delete_secret))
+        .routes(routes!(reveal_secret))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_audit))
 }
 
-/// `?pack=` or `?action=`: the scope of a secret.
-#[derive(serde::Deserialize)]
+/// `?scope=`: a secret's scope.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ScopeQuery {
-    pack: Option<String>,
-    action: Option<String>,
+    /// `global`, `pack:<pack>` or `action:<pack>.<action>`. Left out: every scope for the
+    /// list, `global` for one secret.
+    #[param(
+        pattern = "^(global|pack:[a-z0-9_]+|action:[a-z0-9_]+[.][a-z0-9_]+)$",
+        nullable = false
+    )]
+    scope: Option<String>,
+}
+
+/// The secret name in a path.
+const NAME_DOC: &str = "the secret's name: 1 to 128 letters, digits, `_`, `.` or `-`";
+
+/// What `PUT /api/v1/secrets/{name}` takes.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+struct SecretRequest {
+    /// The value: a string, or any JSON value but null; at most 64 KiB as JSON.
+    value: Value,
+    /// `global` (the default), `pack:<pack>` or `action:<pack>.<action>`.
+    #[schema(pattern = "^(global|pack:[a-z0-9_]+|action:[a-z0-9_]+[.][a-z0-9_]+)$")]
+    scope: Option<String>,
+}
+
+/// A stored secret's name and scope.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct SecretStored {
+    /// Its name.
+    name: String,
+    /// `global`, `pack:<pack>` or `action:<pack>.<action>`.
+    scope: String,
+    /// Whether it is new (else it replaced a value).
+    created: bool,
+}
+
+/// A stored secret, revealed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct SecretRevealed {
+    /// Its name.
+    name: String,
+    /// Its scope.
+    scope: String,
+    /// Its value.
+    value: Value,
 }
 
 impl ScopeQuery {
     fn scope(&self) -> Result<Scope, Problem> {
-        Scope::from_parts(self.pack.as_deref(), self.action.as_deref())
+        Scope::parse(self.scope.as_deref().unwrap_or("global"))
             .map_err(|e| Problem::invalid("invalid scope", vec![e]))
     }
 }
@@ -62,19 +102,28 @@ fn admin_on_secret(caller: &Caller, name: &str, q: &ScopeQuery) -> Result<String
     Ok(q.scope()?.as_str())
 }
 
+/// Stored secrets: names, scopes and dates, never values.
+#[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets", security(("bearer" = [])), extensions(("x-attune-role" = json!("operator"))),
+    params(ScopeQuery),
+    responses((status = 200, body = [SecretRow])))]
 async fn list_secrets(
     caller: Caller,
     State(app): State<Arc<App>>,
     Query(q): Query<ScopeQuery>,
 ) -> ApiResult {
     caller.require(Role::Operator)?;
-    let scope = match (&q.pack, &q.action) {
-        (None, None) => None,
-        _ => Some(q.scope()?.as_str()),
+    let scope = match &q.scope {
+        None => None,
+        Some(_) => Some(q.scope()?.as_str()),
     };
     Ok(Json(app.store.list_secrets(scope.as_deref()).await?).into_response())
 }
 
+/// Stores a secret, encrypted: 201 when new, 200 when it replaced a value.
+#[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    params(("name" = String, Path, description = NAME_DOC, pattern = "^[A-Za-z0-9_.-]{1,128}$")),
+    request_body = SecretRequest,
+    responses((status = 201, body = SecretStored), (status = 200, body = SecretStored)))]
 async fn put_secret(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -86,15 +135,13 @@ async fn put_secret(
     let Value::Object(mut body) = body else {
         return Err(Problem::invalid(
             "the body must be a JSON object",
-            vec!["expected {\"value\": …, \"pack\" or \"action\": … (optional)}".into()],
+            vec!["expected {\"value\": …, \"scope\": … (optional)}".into()],
         ));
     };
     let mut errors = Vec::new();
     for key in body.keys() {
-        if !["value", "pack", "action"].contains(&key.as_str()) {
-            errors.push(format!(
-                "unknown field `{key}`; allowed: value, pack, action"
-            ));
+        if !["value", "scope"].contains(&key.as_str()) {
+            errors.push(format!("unknown field `{key}`; allowed: value, scope"));
         }
     }
     let text = |k: &str, errors: &mut Vec<String>| match body.get(k) {
@@ -105,9 +152,8 @@ async fn put_secret(
             None
         }
     };
-    let pack = text("pack", &mut errors);
-    let action = text("action", &mut errors);
-    let scope = Scope::from_parts(pack.as_deref(), action.as_deref()).map_err(|e| errors.push(e));
+    let scope = text("scope", &mut errors);
+    let scope = Scope::parse(scope.as_deref().unwrap_or("global")).map_err(|e| errors.push(e));
     let value = match body.remove("value") {
         None | Some(Value::Null) => {
             errors.push("`value` is required: a string, or any JSON value but null".into());
@@ -133,11 +179,11 @@ async fn put_secret(
         .store
         .put_secret(&scope, &name, &sealed, &caller.name)
         .await?;
-    crate::log::info(&format!(
+    tracing::info!(
         "secret `{name}` ({scope}) {} by {}",
         if created { "created" } else { "updated" },
         caller.name
-    ));
+    );
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -145,11 +191,20 @@ async fn put_secret(
     };
     Ok((
         status,
-        Json(json!({"name": name, "scope": scope, "created": created})),
+        Json(SecretStored {
+            name,
+            scope,
+            created,
+        }),
     )
         .into_response())
 }
 
+/// Deletes a stored secret.
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    params(("name" = String, Path, description = NAME_DOC, pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ScopeQuery),
+    responses((status = 204, description = "deleted")))]
 async fn delete_secret(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -160,13 +215,15 @@ async fn delete_secret(
     if !app.store.delete_secret(&scope, &name, &caller.name).await? {
         return Err(Problem::not_found(format!("no secret `{name}` ({scope})")));
     }
-    crate::log::info(&format!(
-        "secret `{name}` ({scope}) deleted by {}",
-        caller.name
-    ));
+    tracing::info!("secret `{name}` ({scope}) deleted by {}", caller.name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Shows a stored secret's value; recorded in the audit log first.
+#[utoipa::path(post, path = "/api/v1/secrets/{name}/reveal", tag = "secrets", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    params(("name" = String, Path, description = NAME_DOC, pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ScopeQuery),
+    responses((status = 200, body = SecretRevealed)))]
 async fn reveal_secret(
     caller: Caller,
     State(app): State<Arc<App>>,
@@ -194,19 +251,58 @@ async fn reveal_secret(
             detail: json!({"name": name, "scope": scope}),
         })
         .await?;
-    crate::log::info(&format!(
-        "secret `{name}` ({scope}) revealed to {}",
-        caller.name
-    ));
-    Ok(Json(json!({"name": name, "scope": scope, "value": value})).into_response())
+    tracing::info!("secret `{name}` ({scope}) revealed to {}", caller.name);
+    Ok(Json(SecretRevealed { name, scope, value }).into_response())
 }
 
+/// What `POST /api/v1/tokens` takes.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    /// `admin`, `operator` or `viewer`.
+    #[schema(pattern = "^(admin|operator|viewer)$")]
+    role: String,
+    /// A name for it (default `<role>-token`): 1 to 100 letters, digits, spaces or
+    /// `_.@:-`, not starting with a space.
+    #[schema(pattern = "^[A-Za-z0-9_.@:-][A-Za-z0-9 _.@:-]{0,99}$")]
+    name: Option<String>,
+}
+
+/// A new token: the only time it is shown.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct NewToken {
+    /// Its id.
+    id: i64,
+    /// Its name.
+    name: String,
+    /// Its role.
+    role: String,
+    /// When it was made.
+    created_at: String,
+    /// The token, for `Authorization: Bearer`; never shown again.
+    token: String,
+}
+
+/// Makes an API token with a role.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    request_body = TokenRequest,
+    responses((status = 201, body = NewToken)))]
 async fn create_token(
     caller: Caller,
     State(app): State<Arc<App>>,
     ApiJson(body): ApiJson,
 ) -> ApiResult {
     caller.require(Role::Admin)?;
+    if let Some(key) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !["role", "name"].contains(&k.as_str())))
+    {
+        return Err(Problem::invalid(
+            "invalid token request",
+            vec![format!("unknown field `{key}`; allowed: role, name")],
+        ));
+    }
     let role = body
         .get("role")
         .and_then(Value::as_str)
@@ -219,11 +315,11 @@ async fn create_token(
         })?;
     let name = match body.get("name") {
         None | Some(Value::Null) => format!("{}-token", role.as_str()),
-        Some(Value::String(n)) if !n.trim().is_empty() && n.chars().count() <= 100 => n.clone(),
+        Some(Value::String(n)) if token_name_ok(n) => n.clone(),
         Some(_) => {
             return Err(Problem::invalid(
                 "invalid token request",
-                vec!["`name` must be a string of 1 to 100 characters".into()],
+                vec!["`name` must be 1 to 100 letters, digits, spaces or `_.@:-`, not starting with a space".into()],
             ))
         }
     };
@@ -232,31 +328,65 @@ async fn create_token(
         .store
         .insert_token(&name, role.as_str(), &hash_token(&token), &caller.name)
         .await?;
-    crate::log::info(&format!(
+    tracing::info!(
         "token `{name}` ({}) created by {}",
         role.as_str(),
         caller.name
-    ));
+    );
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"id": row.id, "name": row.name, "role": row.role, "created_at": row.created_at, "token": token}),
-        ),
+        Json(NewToken {
+            id: row.id,
+            name: row.name,
+            role: row.role,
+            created_at: row.created_at,
+            token,
+        }),
     )
         .into_response())
 }
 
+/// A token name: 1 to 100 of `[A-Za-z0-9 _.@:-]`, not starting with a space.
+fn token_name_ok(n: &str) -> bool {
+    (1..=100).contains(&n.len())
+        && !n.starts_with(' ')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b" _.@:-".contains(&b))
+}
+
+/// The API tokens: names, roles, dates, never a token.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    responses((status = 200, body = [TokenRow])))]
 async fn list_tokens(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Admin)?;
     Ok(Json(app.store.list_tokens().await?).into_response())
 }
 
+/// Revokes the unrevoked tokens with this name, or the one with this id; not the one
+/// making the request.
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    params(("name" = String, Path, description = "a token's name, or its id")),
+    responses((status = 200, description = "the tokens revoked", body = [TokenRow]),
+        (status = 409, description = "that is the token making this request", body = ProblemBody,
+            content_type = "application/problem+json")))]
 async fn revoke_token(
     caller: Caller,
     State(app): State<Arc<App>>,
-    Path(token): Path<String>,
+    Path(name): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Admin)?;
+    let token = name;
+    // An admin cannot lock themselves out: their own token is revoked with another's.
+    let own = app.store.list_tokens().await?.into_iter().any(|t| {
+        t.id == caller.id
+            && t.revoked_at.is_none()
+            && (t.name == token || t.id.to_string() == token)
+    });
+    if own {
+        return Err(Problem::conflict(
+            "that is the token making this request; revoke it with another admin token",
+        ));
+    }
     let revoked = app.store.revoke_tokens(&token, &caller.name).await?;
     if revoked.is_empty() {
         return Err(Problem::not_found(format!(
@@ -264,19 +394,34 @@ async fn revoke_token(
         )));
     }
     for t in &revoked {
-        crate::log::info(&format!(
+        tracing::info!(
             "token `{}` (id {}) revoked by {}",
-            t.name, t.id, caller.name
-        ));
+            t.name,
+            t.id,
+            caller.name
+        );
     }
     Ok(Json(revoked).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only entries at or after this RFC 3339 UTC time, or its date, or date and minute.
+    #[param(
+        pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}Z?$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z?$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]+Z?$",
+        nullable = false
+    )]
     since: Option<String>,
+    /// Only entries of this kind (`secret.reveal`) or family (`secret`); the document
+    /// lists them.
+    #[param(nullable = false)]
     kind: Option<String>,
+    /// Only entries with a smaller id: the cursor of the next page.
+    #[param(nullable = false)]
     before: Option<i64>,
+    /// How many at most (default 50).
+    #[param(minimum = 1, maximum = 200, nullable = false)]
     limit: Option<u32>,
 }
 
@@ -301,6 +446,10 @@ fn time_prefix(s: &str) -> Option<&str> {
     (shape && fraction && zone).then_some(body)
 }
 
+/// The audit log, newest first: who did what to which secret, token, pack or execution.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
+    params(AuditQuery),
+    responses((status = 200, body = [AuditRow])))]
 async fn list_audit(
     caller: Caller,
     State(app): State<Arc<App>>,

@@ -120,10 +120,12 @@ impl FromRequestParts<Arc<App>> for Caller {
             let id = row.id;
             tokio::spawn(async move {
                 if let Err(e) = store.touch_token(id, &now).await {
-                    crate::log::warn(&format!("cannot record the use of token {id}: {e}"));
+                    tracing::warn!("cannot record the use of token {id}: {e}");
                 }
             });
         }
+        tracing::Span::current().record("caller", row.name.as_str());
+        tracing::trace!(role = role.as_str(), "authenticated as token {}", row.id);
         Ok(Caller {
             id: row.id,
             name: row.name,

@@ -43,7 +43,7 @@ pub async fn serve(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of descriptors, say: wait a little rather than spin.
-                crate::log::warn(&format!("cannot accept a connection: {e}"));
+                tracing::warn!("cannot accept a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -61,6 +61,9 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                // Above the API's own limits, which answer with a problem document.
+                .max_headers(4 * crate::api::MAX_HEADERS)
+                .max_buf_size(4 * crate::api::MAX_HEADER_BYTES + crate::api::MAX_URI_BYTES)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             // The guard `wait_for` returns must not live across the await below.

@@ -198,7 +198,7 @@ fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
 pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     let data = config.data_dir.clone();
     for change in attune_runner::datadir::prepare_data_dir(&data).map_err(setup)? {
-        log::info(&format!("data dir: {change}"));
+        tracing::info!("data dir: {change}");
     }
     attune_runner::sandbox::protect_worker();
     // Before the store is touched: a second server on this data dir would mark the first
@@ -209,9 +209,9 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         .abandon_in_flight("the server stopped while this execution was in flight; it was not run again (at-most-once delivery)")
         .await?;
     if abandoned > 0 {
-        log::info(&format!(
+        tracing::info!(
             "{abandoned} execution(s) in flight when the server last stopped are now abandoned"
-        ));
+        );
     }
     let secrets = match &config.secret_key_file {
         Some(path) => SecretBox::load(path),
@@ -226,18 +226,18 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         let path = data.join("admin.token");
         write_private(&path, format!("{token}\n").as_bytes())
             .map_err(|e| setup(format!("cannot write {}: {e}", path.display())))?;
-        log::info(&format!(
+        tracing::info!(
             "first start: an admin token was written to {} (mode 0600)",
             path.display()
-        ));
+        );
     }
     // Leftover execution directories of killed runs are swept here.
     let shared = config.runner.run_as.is_some();
     let workspace = Workspace::open(&data, "server", shared).map_err(setup)?;
     for note in workspace.notes() {
-        log::warn(note);
+        tracing::warn!("{note}");
     }
-    log::info(&workspace.describe());
+    tracing::info!("{}", workspace.describe());
     let sandbox =
         attune_runner::Sandbox::new(&workspace.protected(&data), config.runner.run_as.clone());
     let shortfalls = sandbox.shortfalls();
@@ -249,17 +249,17 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     }
     for line in sandbox.describe() {
         if shortfalls.contains(&line) {
-            log::warn(&line);
+            tracing::warn!("{line}");
         } else {
-            log::info(&line);
+            tracing::info!("{line}");
         }
     }
     let pack_cache = workspace.pack_cache(&data).map_err(setup)?;
     let runner = Runner::new(config.runner.clone(), workspace, sandbox);
-    log::info(&format!(
+    tracing::info!(
         "pack cache: {} (read-only, checked against each pack's digest)",
         pack_cache.display()
-    ));
+    );
     let catalog = Arc::new(Catalog::new(pack_cache, shared));
     let app = Arc::new(App {
         store,
@@ -297,11 +297,11 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     for i in 0..config.workers.max(1) {
         workers.spawn(worker::worker_loop(app.clone(), format!("embedded-{i}")));
     }
-    log::info(&format!(
+    tracing::info!(
         "listening on {url} with {} worker(s); data in {}",
         config.workers.max(1),
         data.display()
-    ));
+    );
 
     // On SIGTERM/SIGINT the drain starts at once, alongside the HTTP server's own graceful
     // shutdown: clients following an execution's output keep their connection open until it
@@ -325,18 +325,18 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     let _ = drain.await;
     while workers.join_next().await.is_some() {}
     let _ = std::fs::remove_file(data.join("server.json"));
-    log::info("stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
 /// Stops claiming work, lets running executions finish within the grace period, then
 /// cancels the rest and waits until they are recorded.
 async fn drain_executions(app: &App) {
-    log::info(&format!(
+    tracing::info!(
         "shutting down: {} execution(s) running, waiting up to {}s",
         app.running_count(),
         app.config.shutdown_grace.as_secs()
-    ));
+    );
     app.shutting_down.store(true, Ordering::SeqCst);
     app.shutdown.notify_waiters();
     let deadline = tokio::time::Instant::now() + app.config.shutdown_grace;
@@ -344,7 +344,7 @@ async fn drain_executions(app: &App) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if app.running_count() > 0 {
-        log::info("grace period over: cancelling the remaining executions");
+        tracing::info!("grace period over: cancelling the remaining executions");
         app.cancel_all();
     }
     while app.running_count() > 0 {
@@ -398,10 +398,7 @@ async fn load_packs(app: &Arc<App>) -> Result<(), StartError> {
             });
         match loaded {
             Ok(p) => app.catalog.insert(p),
-            Err(e) => log::error(&format!(
-                "pack {} cannot be loaded and is skipped: {e}",
-                row.pack_ref
-            )),
+            Err(e) => tracing::error!("pack {} cannot be loaded and is skipped: {e}", row.pack_ref),
         }
     }
     Ok(())

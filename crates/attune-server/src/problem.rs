@@ -51,7 +51,7 @@ impl Problem {
 
     /// 500: something failed that the client cannot fix; the detail is logged only.
     pub fn internal(e: impl std::fmt::Display) -> Problem {
-        crate::log::error(&format!("internal error: {e}"));
+        tracing::error!("internal error: {e}");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error; see the server log",
@@ -61,7 +61,7 @@ impl Problem {
 
 impl From<attune_store::StoreError> for Problem {
     fn from(e: attune_store::StoreError) -> Self {
-        crate::log::error(&format!("store: {e}"));
+        tracing::error!("store: {e}");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the database is unavailable; try again",
@@ -71,19 +71,21 @@ impl From<attune_store::StoreError> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if !self.errors.is_empty() {
-            body["errors"] = serde_json::json!(self.errors);
-        }
+        let body = crate::openapi::ProblemBody {
+            kind: "about:blank",
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            errors: self.errors,
+        };
         (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
+            serde_json::to_string(&body).unwrap_or_default(),
         )
             .into_response()
     }

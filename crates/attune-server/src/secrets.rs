@@ -207,19 +207,27 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// From the `pack` and `action` a request names (at most one of them).
-    pub fn from_parts(pack: Option<&str>, action: Option<&str>) -> Result<Scope, String> {
-        match (pack, action) {
-            (None, None) => Ok(Scope::Global),
-            (Some(p), None) if attune_core::is_valid_name(p) => Ok(Scope::Pack(p.to_string())),
-            (Some(p), None) => Err(format!("`{p}` is not a pack name ([a-z0-9_]+)")),
-            (None, Some(a)) => match a.split_once('.') {
+    /// The pattern of a scope as requests give it (and [`Scope::as_str`] writes it).
+    pub const PATTERN: &'static str = "^(global|pack:[a-z0-9_]+|action:[a-z0-9_]+[.][a-z0-9_]+)$";
+
+    /// Parses `global`, `pack:<pack>` or `action:<pack>.<action>`.
+    pub fn parse(s: &str) -> Result<Scope, String> {
+        let bad = || {
+            format!(
+                "`{}` is not a scope: use global, pack:<pack> or action:<pack>.<action> (names of [a-z0-9_])",
+                s.chars().take(100).collect::<String>()
+            )
+        };
+        match s.split_once(':') {
+            None if s == "global" => Ok(Scope::Global),
+            Some(("pack", p)) if attune_core::is_valid_name(p) => Ok(Scope::Pack(p.to_string())),
+            Some(("action", a)) => match a.split_once('.') {
                 Some((p, n)) if attune_core::is_valid_name(p) && attune_core::is_valid_name(n) => {
                     Ok(Scope::Action(a.to_string()))
                 }
-                _ => Err(format!("`{a}` is not an action ref (<pack>.<action>)")),
+                _ => Err(bad()),
             },
-            (Some(_), Some(_)) => Err("give a pack or an action, not both".into()),
+            _ => Err(bad()),
         }
     }
 

@@ -82,11 +82,19 @@ pub async fn worker_loop(app: Arc<App>, name: String) {
         }
         let claimed = app.store.claim_next(&name).await;
         if outage && claimed.is_ok() {
-            crate::log::info(&format!("worker {name}: the database is back"));
+            tracing::info!("worker {name}: the database is back");
             outage = false;
         }
         match claimed {
-            Ok(Some(exec)) => run_one(&app, &name, exec).await,
+            Ok(Some(exec)) => {
+                let span = tracing::info_span!(
+                    "execution",
+                    id = exec.id,
+                    action = %exec.action_ref,
+                    worker = %name
+                );
+                tracing::Instrument::instrument(run_one(&app, &name, exec), span).await
+            }
             Ok(None) => {
                 tokio::select! {
                     _ = app.wake.notified() => {}
@@ -97,7 +105,7 @@ pub async fn worker_loop(app: Arc<App>, name: String) {
             Err(e) => {
                 // Once per outage, not once per retry.
                 if !outage {
-                    crate::log::error(&format!("worker {name}: cannot claim work, retrying: {e}"));
+                    tracing::error!("worker {name}: cannot claim work, retrying: {e}");
                     outage = true;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -130,9 +138,7 @@ async fn record_outcome(
             Ok(_) => return,
             Err(e) => {
                 if !logged {
-                    crate::log::error(&format!(
-                        "execution {id}: cannot record the outcome yet, retrying: {e}"
-                    ));
+                    tracing::error!("execution {id}: cannot record the outcome yet, retrying: {e}");
                     logged = true;
                 }
                 tokio::time::sleep(delay).await;
@@ -175,7 +181,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
     let (params, sealed_names) = match full_parameters(app, &exec) {
         Ok(p) => p,
         Err(e) => {
-            crate::log::error(&format!("execution {id}: {e}"));
+            tracing::error!("execution {id}: {e}");
             return fail(app, id, &[Scheduled], e.to_string()).await;
         }
     };
@@ -207,11 +213,12 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
             return;
         }
         Err(e) => {
-            crate::log::error(&format!("execution {id}: cannot start: {e}"));
+            tracing::error!("execution {id}: cannot start: {e}");
             app.running_remove(id);
             return;
         }
     }
+    tracing::debug!("execution {id} started");
     let mut sink = LiveSink {
         log: running.log.clone(),
         cap: 2 * app.runner.config().output_limit,
@@ -239,10 +246,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         ),
     };
     record_outcome(app, id, &[Running, Canceling], status, &finish).await;
-    crate::log::info(&format!(
-        "execution {id} ({}) {status} on {worker}",
-        exec.action_ref
-    ));
+    tracing::info!(%status, "execution {id} ({}) {status} on {worker}", exec.action_ref);
     running.log.finish();
     app.running_remove(id);
 }

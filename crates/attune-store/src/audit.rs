@@ -54,7 +54,7 @@ pub struct AuditEntry {
 }
 
 /// A stored entry.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRow {
     /// Id, increasing.
     pub id: i64,

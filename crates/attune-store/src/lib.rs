@@ -109,52 +109,8 @@ pub struct NewExecution {
     pub secret_refs: Map<String, Value>,
 }
 
-/// A stored execution.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ExecutionRow {
-    /// Id.
-    pub id: i64,
-    /// `<pack>.<action>`.
-    pub action_ref: String,
-    /// Status.
-    pub status: ExecutionStatus,
-    /// Parameters, secrets redacted.
-    pub parameters: Map<String, Value>,
-    /// Encrypted secret values (never serialised).
-    #[serde(skip)]
-    pub secrets: Option<Vec<u8>>,
-    /// The secret parameters filled from the secret store, by name and scope.
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub secret_refs: Map<String, Value>,
-    /// env_vars.
-    pub env_vars: BTreeMap<String, String>,
-    /// Requested timeout.
-    pub timeout_secs: Option<u64>,
-    /// Who asked.
-    pub requested_by: String,
-    /// Which worker ran it.
-    pub worker: Option<String>,
-    /// The execution this one re-runs.
-    pub rerun_of: Option<i64>,
-    /// Creation time.
-    pub created_at: String,
-    /// Start time.
-    pub started_at: Option<String>,
-    /// End time.
-    pub finished_at: Option<String>,
-    /// Exit code.
-    pub exit_code: Option<i32>,
-    /// Signal.
-    pub signal: Option<i32>,
-    /// Result object.
-    pub result: Option<Value>,
-    /// Captured stdout (masked).
-    pub stdout: Option<String>,
-    /// Captured stderr (masked).
-    pub stderr: Option<String>,
-    /// Error text.
-    pub error: Option<String>,
-}
+/// An execution as stored: the record users see (one shape, `attune_core::Execution`).
+pub type ExecutionRow = attune_core::Execution;
 
 /// How an execution ended, written with its final status.
 #[derive(Debug, Clone, Default)]
@@ -189,7 +145,7 @@ pub struct ExecutionFilter {
 }
 
 /// An API token's stored form (never the token or its hash).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenRow {
     /// Id.
     pub id: i64,
@@ -262,7 +218,9 @@ fn decode_execution(row: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow> {
         stdout: row.try_get("stdout")?,
         stderr: row.try_get("stderr")?,
         error: row.try_get("error")?,
-    })
+        duration_ms: None,
+    }
+    .with_duration())
 }
 
 /// Creates the database file with mode 0600 (whatever the umask) if it is missing. SQLite

@@ -7,7 +7,7 @@ use super::{now, Result, Store};
 use sqlx::Row;
 
 /// A stored secret, without its value.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct SecretRow {
     /// `global`, `pack:<pack>` or `action:<pack>.<action>`.
     pub scope: String,

@@ -125,6 +125,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "PATH", env = "ATTUNE_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
 
+    /// Log lines on stderr as text, or one JSON object per line. What is logged:
+    /// ATTUNE_LOG (else RUST_LOG), a level such as `debug` or directives such as
+    /// `info,attune_server=debug`; default `info`.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"], env = "ATTUNE_LOG_FORMAT")]
+    pub log_format: String,
+
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -397,6 +403,9 @@ pub enum AuditCommand {
         /// At most this many.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: Option<u32>,
+        /// Only entries older than entry ID (page backwards).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
     },
 }
 

@@ -127,6 +127,30 @@ fn json_and_yaml_print_the_final_record_with_the_same_exit_code() {
     assert_eq!(rec["exit_code"], 0);
     assert!(rec["id"].as_i64().is_some());
 
+    // One record: `run --local` prints the same fields, with the same types, as the server.
+    let local = s.cli_json(&["run", "--local", "core.echo", "message=as json"], 0);
+    let shape = |v: &serde_json::Value| -> Vec<(String, &'static str)> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let t = match v {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Number(_) => "number",
+                    serde_json::Value::String(_) => "string",
+                    serde_json::Value::Object(_) => "object",
+                    _ => "other",
+                };
+                (k.clone(), t)
+            })
+            .collect()
+    };
+    assert_eq!(shape(&local), shape(&rec), "local: {local}\nserver: {rec}");
+    assert_eq!(local["id"], 0);
+    assert_eq!(local["worker"], "local");
+    assert_eq!(local["stdout"], rec["stdout"]);
+    assert!(rec["duration_ms"].as_u64().is_some(), "{rec}");
+
     let p = test_pack();
     register(&s, &p);
     let rec = s.cli_json(&["run", "tpk.fail"], 3);

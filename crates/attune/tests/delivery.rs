@@ -145,19 +145,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// Numbers compare by value (1.0 == 1), everything else structurally.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
+use attune_core::json_same as same;
 
 /// Runs one action with `params` and checks what it read back.
 fn check(

@@ -460,7 +460,7 @@ fn secure_action_is_refused_before_it_runs_without_its_required_parameters() {
     );
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(
-        run.stderr.contains(r#""endpoint" is a required property"#),
+        run.stderr.contains("parameter `endpoint` is required"),
         "{run:?}"
     );
     run.assert_hides(token);
@@ -581,8 +581,9 @@ fn process_config_defaults_to_dev_and_rejects_unknown_environments() {
     );
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(
-        run.stderr
-            .contains(r#""qa" is not one of "dev", "staging" or "prod""#),
+        run.stderr.contains(
+            r#"`environment` must be one of: "dev", "staging", "prod", got the string "qa""#
+        ),
         "{run:?}"
     );
     assert_eq!(run.stdout, "");

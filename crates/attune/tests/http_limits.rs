@@ -29,6 +29,8 @@ fn healthz(s: &TestServer) -> Duration {
 fn slow_clients_are_cut_off_after_the_header_timeout_and_starve_no_one() {
     let s = TestServer::start(&["--workers", "1"]);
     let before = healthz(&s);
+    // Timed from before the first connection: the server's clock starts at each accept.
+    let start = Instant::now();
     // 200 clients that send their headers one byte a second (loopback only).
     let mut slow: Vec<TcpStream> = (0..200)
         .map(|_| {
@@ -39,7 +41,6 @@ fn slow_clients_are_cut_off_after_the_header_timeout_and_starve_no_one() {
         .collect();
     let request =
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    let start = Instant::now();
     let mut closed_at: Vec<Option<Duration>> = vec![None; slow.len()];
     let mut worst = Duration::ZERO;
     let mut sent = 0;
@@ -142,6 +143,12 @@ fn every_error_is_a_problem_document() {
             "Failed to deserialize query string",
         ),
         ("GET", "/api/v1/nothing", 404, "no such route"),
+        (
+            "GET",
+            &format!("/api/v1/executions?action={}", "a".repeat(9000)),
+            414,
+            "the request target is 9026 bytes, at most 8192 allowed",
+        ),
     ] {
         let (st, v) = s.admin(method, path, None);
         assert_eq!(st, status, "{method} {path}: {v}");
@@ -152,6 +159,23 @@ fn every_error_is_a_problem_document() {
         assert!(
             v["detail"].as_str().unwrap().starts_with(detail),
             "{method} {path}: {v}"
+        );
+    }
+    // Headers too many or too large: 431, a problem too.
+    for (count, size) in [(120, 10), (3, 30_000)] {
+        let mut req = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for i in 0..count {
+            req.push_str(&format!("X-Filler-{i}: {}\r\n", "v".repeat(size)));
+        }
+        req.push_str("\r\n");
+        let mut c = TcpStream::connect(addr(&s)).unwrap();
+        c.write_all(req.as_bytes()).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+        assert!(
+            answer.contains("application/problem+json") && answer.contains("\"status\":431"),
+            "{answer}"
         );
     }
     // An unknown action: the nearest registered one is suggested.
@@ -171,7 +195,7 @@ fn every_error_is_a_problem_document() {
         assert_eq!(st, 422, "{v}");
         assert_eq!(
             v["errors"][0],
-            "`name` must be a string of 1 to 100 characters"
+            "`name` must be 1 to 100 letters, digits, spaces or `_.@:-`, not starting with a space"
         );
     }
 }

@@ -191,7 +191,11 @@ fn the_child_environment_is_exactly_the_documented_set() {
         assert_eq!(env["ATTUNE_ACTION_REF"], json!(format!("envp.env_{d}")));
         assert_eq!(env["ATTUNE_PARAMETER_DELIVERY"], json!(d));
         assert_eq!(env["ATTUNE_PARAMETER_FORMAT"], "json");
-        assert_eq!(env["ATTUNE_EXECUTION_ID"], rec["id"]);
+        // A local run is not stored: its record's id is 0, the action sees a unique one.
+        assert_eq!(rec["id"], 0);
+        assert!(env["ATTUNE_EXECUTION_ID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("local-")));
         assert_eq!(
             env["PATH"].as_str().unwrap(),
             std::env::var("PATH").unwrap()

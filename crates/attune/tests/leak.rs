@@ -212,6 +212,17 @@ fn no_secret_appears_anywhere_but_in_the_actions_own_input() {
     .unwrap()
     .to_path_buf();
     let log = s.log();
+    // The log was written at the most verbose level (the test servers' default), with a
+    // span for every request and execution.
+    assert!(
+        log.contains(" DEBUG ") && log.contains(" TRACE "),
+        "not a trace-level log"
+    );
+    assert!(
+        log.contains("request{") && log.contains("execution{"),
+        "no spans in the log"
+    );
+    assert_eq!(find_token(&log), None, "a token in the server's log");
     for v in values {
         let b = v.as_bytes();
         assert!(!api.contains(v.as_str()), "a secret in an API response");

@@ -198,7 +198,7 @@ fn values_are_write_only_reveal_is_for_admins_and_everything_is_audited() {
     let operator = s.token_for("operator");
     let (st, v) = s.call(
         "POST",
-        "/api/v1/secrets/pw/reveal?pack=sc",
+        "/api/v1/secrets/pw/reveal?scope=pack:sc",
         Some(&operator),
         None,
     );

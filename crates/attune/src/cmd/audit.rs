@@ -14,13 +14,21 @@ use std::time::{Duration, SystemTime};
 pub fn run(args: AuditArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     let out = args.output;
     match args.command {
-        AuditCommand::List { since, kind, limit } => {
+        AuditCommand::List {
+            since,
+            kind,
+            limit,
+            before,
+        } => {
             let mut query = Vec::new();
             if let Some(s) = since {
                 query.push(format!("since={}", query_value(&since_time(&s)?)));
             }
             if let Some(k) = kind {
                 query.push(format!("kind={}", query_value(&k)));
+            }
+            if let Some(id) = before {
+                query.push(format!("before={id}"));
             }
             if let Some(n) = limit {
                 query.push(format!("limit={n}"));

@@ -88,7 +88,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         | attune_runner::RunError::Format { .. } => CliError::usage(e),
         other => CliError::failure(other),
     })?;
-    let record = attune_runner::record(&job, &outcome);
+    let record = attune_runner::record(&job, &outcome, args.timeout);
     if args.output == OutputFormat::Table {
         if outcome.status != ExecutionStatus::Succeeded {
             let why = match (&outcome.error, outcome.exit_code(), outcome.signal()) {

@@ -106,23 +106,27 @@ pub fn run(args: SecretArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pack:<pack>` or `action:<pack>.<action>`, as the API takes a scope; None for none.
+fn scope_name(scope: &ScopeArgs) -> Option<String> {
+    match (&scope.pack, &scope.action) {
+        (Some(p), _) => Some(format!("pack:{p}")),
+        (None, Some(a)) => Some(format!("action:{a}")),
+        (None, None) => None,
+    }
+}
+
 fn scope_body(scope: &ScopeArgs) -> Map<String, Value> {
     let mut body = Map::new();
-    if let Some(p) = &scope.pack {
-        body.insert("pack".into(), Value::from(p.as_str()));
-    }
-    if let Some(a) = &scope.action {
-        body.insert("action".into(), Value::from(a.as_str()));
+    if let Some(s) = scope_name(scope) {
+        body.insert("scope".into(), Value::from(s));
     }
     body
 }
 
 fn scope_query(scope: &ScopeArgs) -> String {
-    match (&scope.pack, &scope.action) {
-        (Some(p), _) => format!("?pack={}", query_value(p)),
-        (None, Some(a)) => format!("?action={}", query_value(a)),
-        (None, None) => String::new(),
-    }
+    scope_name(scope)
+        .map(|s| format!("?scope={}", query_value(&s)))
+        .unwrap_or_default()
 }
 
 /// The value: typed at a hidden prompt on a terminal, else all of stdin (text, less one

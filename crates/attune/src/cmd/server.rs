@@ -69,6 +69,12 @@ pub fn server(args: ServerArgs, data_dir: PathBuf) -> Result<ExitCode, CliError>
     if args.workers == 0 || args.workers > 1024 {
         return Err(CliError::usage("--workers must be between 1 and 1024"));
     }
+    let format = if args.log_format == "json" {
+        attune_server::log::LogFormat::Json
+    } else {
+        attune_server::log::LogFormat::Text
+    };
+    attune_server::log::init(format).map_err(CliError::usage)?;
     let config = attune_server::ServerConfig {
         data_dir,
         listen: args.listen,

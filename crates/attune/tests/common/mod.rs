@@ -353,6 +353,9 @@ impl TestServer {
     ) -> TestServer {
         let _ = std::fs::remove_file(data.join("server.json"));
         let mut cmd = Command::new(bin());
+        // Every test's traffic is logged at the most verbose level, and the log is searched
+        // for tokens when the server is dropped.
+        cmd.env("ATTUNE_LOG", "trace");
         customize(&mut cmd);
         cmd.arg("--data-dir")
             .arg(data)
@@ -527,7 +530,24 @@ impl Drop for TestServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if !std::thread::panicking() {
+            if let Some(at) = find_token(&self.log()) {
+                panic!("an API token in the server's log: …{at}…");
+            }
+        }
     }
+}
+
+/// Where text holds something shaped like an API token (`atn_` and 64 hex digits): the
+/// text around it, the token's digits hidden.
+pub fn find_token(text: &str) -> Option<String> {
+    text.match_indices("atn_").find_map(|(i, _)| {
+        let digits = text.get(i + 4..i + 68)?;
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+            .then(|| text[i.saturating_sub(60)..i].to_string())
+    })
 }
 
 /// One HTTP request with ureq; any status is returned, not turned into an error.
