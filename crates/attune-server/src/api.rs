@@ -37,6 +37,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(execution_output))
         .routes(routes!(cancel_execution))
         .routes(routes!(rerun_execution))
+        .routes(routes!(list_workers))
         .merge(crate::api_admin::routes())
 }
 
@@ -898,11 +899,33 @@ fn ndjson_line(v: Value) -> Bytes {
 }
 
 fn chunk_line(stream: attune_runner::Stream, data: &[u8]) -> Bytes {
-    let name = match stream {
-        attune_runner::Stream::Stdout => "stdout",
-        attune_runner::Stream::Stderr => "stderr",
-    };
-    ndjson_line(json!({"stream": name, "data": String::from_utf8_lossy(data)}))
+    named_chunk_line(crate::worker::stream_name(stream), data)
+}
+
+fn named_chunk_line(stream: &str, data: &[u8]) -> Bytes {
+    ndjson_line(json!({"stream": stream, "data": String::from_utf8_lossy(data)}))
+}
+
+/// Sends the stored output chunks of `id` from `next` on; the next one to send, or `None`
+/// if the client went away. `Err` if the database failed.
+async fn send_stored_chunks(
+    app: &App,
+    id: i64,
+    mut next: i64,
+    tx: &tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<Option<i64>, attune_store::StoreError> {
+    loop {
+        let chunks = app.store.output_since(id, next).await?;
+        if chunks.is_empty() {
+            return Ok(Some(next));
+        }
+        for (seq, stream, data) in chunks {
+            if tx.send(named_chunk_line(&stream, &data)).await.is_err() {
+                return Ok(None);
+            }
+            next = seq + 1;
+        }
+    }
 }
 
 fn final_line(e: &ExecutionRow) -> Bytes {
@@ -944,7 +967,17 @@ async fn stream_output(
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
     let id = exec.id;
+    // Output of an execution running on another process (PostgreSQL), as it is stored.
+    let remote = app.store.backend() == attune_store::Backend::Postgres;
+    let mut next_chunk = 0i64;
     loop {
+        if exec.status.is_final() && next_chunk > 0 {
+            // Streamed from the database so far: the rest from there too.
+            if let Ok(Some(_)) = send_stored_chunks(&app, id, next_chunk, &tx).await {
+                let _ = tx.send(final_line(&exec)).await;
+            }
+            return;
+        }
         if exec.status.is_final() {
             for (stream, text) in [
                 (attune_runner::Stream::Stdout, &exec.stdout),
@@ -984,16 +1017,43 @@ async fn stream_output(
             }
             return;
         }
+        if remote
+            && matches!(
+                exec.status,
+                ExecutionStatus::Running | ExecutionStatus::Canceling
+            )
+        {
+            match send_stored_chunks(&app, id, next_chunk, &tx).await {
+                Ok(Some(n)) => next_chunk = n,
+                Ok(None) => return,
+                Err(_) => {}
+            }
+        }
         if !follow {
             let _ = tx.send(final_line(&exec)).await;
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(if remote {
+            100
+        } else {
+            50
+        }))
+        .await;
         exec = match app.store.get_execution(id).await {
             Ok(Some(e)) => e,
             _ => return,
         };
     }
+}
+
+/// The worker processes: the server's embedded ones and `attune worker`s, with their
+/// state: `live`, `lost` (no heartbeat within the lease: what they had in flight is
+/// abandoned) or `stopped`.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "workers", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    responses((status = 200, body = [attune_store::WorkerRow])))]
+async fn list_workers(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(app.store.list_workers(crate::LEASE.as_secs()).await?).into_response())
 }
 
 /// Decodes, validates and stores a pack bundle, then adds it to the catalog.

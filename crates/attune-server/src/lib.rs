@@ -49,6 +49,25 @@ pub struct ServerConfig {
     pub secret_key_file: Option<PathBuf>,
     /// The most HTTP connections served at once; more get a 503.
     pub max_connections: usize,
+    /// A PostgreSQL URL (`postgres://…`); `None`: the SQLite file `<data dir>/attune.db`.
+    pub database_url: Option<String>,
+    /// The name this process's workers claim executions under (`None`: host and pid).
+    pub worker_name: Option<String>,
+}
+
+/// How often a worker process renews its lease (and picks up cancels asked of it).
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a worker process's lease lasts without a heartbeat: past it, what it had in
+/// flight is abandoned.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// Which process this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `attune server`: the API, and `workers` embedded workers (0: API only).
+    Server,
+    /// `attune worker`: workers only, on a shared PostgreSQL database.
+    Worker,
 }
 
 /// Why the server could not start.
@@ -160,9 +179,13 @@ fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()>
 /// Takes an exclusive lock on `<data dir>/server.lock` for the server's life (the kernel
 /// releases it when the process dies, even by kill -9), so two servers never share one
 /// store. Refuses with the other server's pid when the lock is held.
-fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
+fn lock_data_dir(data: &std::path::Path, role: Role) -> Result<std::fs::File, StartError> {
     use std::io::{Read, Seek, Write};
-    let path = data.join("server.lock");
+    let what = match role {
+        Role::Server => "server",
+        Role::Worker => "worker",
+    };
+    let path = data.join(format!("{what}.lock"));
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -181,7 +204,7 @@ fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
             format!(" (pid {pid})")
         };
         return Err(setup(format!(
-            "another attune server{who} is already running on the data dir {}",
+            "another attune {what}{who} is already running on the data dir {}",
             data.display()
         )));
     }
@@ -196,6 +219,25 @@ fn lock_data_dir(data: &std::path::Path) -> Result<std::fs::File, StartError> {
 
 /// Runs the server until SIGTERM or SIGINT; returns once shut down.
 pub async fn run(config: ServerConfig) -> Result<(), StartError> {
+    run_as(config, Role::Server).await
+}
+
+/// Runs a worker process (`attune worker`) until SIGTERM or SIGINT: it claims executions
+/// from the shared database, runs them, and stops after finishing or cancelling them.
+pub async fn run_worker(config: ServerConfig) -> Result<(), StartError> {
+    run_as(config, Role::Worker).await
+}
+
+/// This host's name, for worker names and `GET /api/v1/workers`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
     let data = config.data_dir.clone();
     for change in attune_runner::datadir::prepare_data_dir(&data).map_err(setup)? {
         tracing::info!("data dir: {change}");
@@ -203,22 +245,39 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     attune_runner::sandbox::protect_worker();
     // Before the store is touched: a second server on this data dir would mark the first
     // one's running executions abandoned at its start.
-    let _data_lock = lock_data_dir(&data)?;
-    let store = Store::open_sqlite(&data.join("attune.db")).await?;
-    let abandoned = store
-        .abandon_in_flight("the server stopped while this execution was in flight; it was not run again (at-most-once delivery)")
-        .await?;
-    if abandoned > 0 {
-        tracing::info!(
-            "{abandoned} execution(s) in flight when the server last stopped are now abandoned"
-        );
+    let _data_lock = lock_data_dir(&data, role)?;
+    let store = match &config.database_url {
+        Some(url) => Store::open(url).await?,
+        None => Store::open_sqlite(&data.join("attune.db")).await?,
+    };
+    let host = host_name();
+    let worker_name = config
+        .worker_name
+        .clone()
+        .unwrap_or_else(|| format!("{host}-{}", std::process::id()));
+    // On SQLite this server is the only process: whatever was in flight was its own. On
+    // PostgreSQL other processes' executions are left to their leases (the reaper below).
+    if store.backend() == attune_store::Backend::Sqlite && role == Role::Server {
+        let abandoned = store
+            .abandon_in_flight("the server stopped while this execution was in flight; it was not run again (at-most-once delivery)")
+            .await?;
+        if abandoned > 0 {
+            tracing::info!(
+                "{abandoned} execution(s) in flight when the server last stopped are now abandoned"
+            );
+        }
     }
-    let secrets = match &config.secret_key_file {
-        Some(path) => SecretBox::load(path),
-        None => SecretBox::load_or_create(&data.join("secret.key")),
-    }
-    .map_err(setup)?;
-    if store.token_count().await? == 0 {
+    let secrets = match (&config.secret_key_file, role) {
+        (Some(path), _) => SecretBox::load(path).map_err(setup)?,
+        (None, Role::Server) => {
+            SecretBox::load_or_create(&data.join("secret.key")).map_err(setup)?
+        }
+        (None, Role::Worker) => {
+            tracing::warn!("no --secret-key-file: executions with secret parameters are left to workers that have the key");
+            SecretBox::absent()
+        }
+    };
+    if role == Role::Server && store.token_count().await? == 0 {
         let token = auth::new_token().map_err(|p| setup(p.detail))?;
         store
             .insert_token("admin", "admin", &auth::hash_token(&token), "attune")
@@ -233,7 +292,11 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     }
     // Leftover execution directories of killed runs are swept here.
     let shared = config.runner.run_as.is_some();
-    let workspace = Workspace::open(&data, "server", shared).map_err(setup)?;
+    let workspace_name = match role {
+        Role::Server => "server",
+        Role::Worker => "worker",
+    };
+    let workspace = Workspace::open(&data, workspace_name, shared).map_err(setup)?;
     for note in workspace.notes() {
         tracing::warn!("{note}");
     }
@@ -272,7 +335,52 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
         shutting_down: AtomicBool::new(false),
         running: Mutex::new(HashMap::new()),
     });
-    load_packs(&app).await?;
+    load_packs(&app, role == Role::Server).await?;
+
+    // This process's workers: registered under one name, their lease renewed by a
+    // heartbeat that also brings the cancels asked of them and new or changed packs.
+    let workers_wanted = config.workers;
+    if workers_wanted > 0 {
+        let swept = app
+            .store
+            .worker_start(&worker_name, &host, workers_wanted as i64)
+            .await?;
+        if swept > 0 {
+            tracing::info!("{swept} execution(s) this worker left in flight when it last stopped are now abandoned");
+        }
+    }
+    let background = background_tasks(app.clone(), worker_name.clone(), workers_wanted > 0);
+    let work_listener = (workers_wanted > 0).then(|| tokio::spawn(wake_on_new_work(app.clone())));
+    let mut workers = tokio::task::JoinSet::new();
+    for i in 0..workers_wanted {
+        workers.spawn(worker::worker_loop(
+            app.clone(),
+            worker_name.clone(),
+            format!("{worker_name}/{i}"),
+        ));
+    }
+    let database = match app.store.backend() {
+        attune_store::Backend::Sqlite => "SQLite in the data dir",
+        attune_store::Backend::Postgres => "PostgreSQL",
+    };
+    if role == Role::Worker {
+        tracing::info!(
+            "worker {worker_name} running {workers_wanted} at once; database: {database}; runtime in {}",
+            data.display()
+        );
+        stop_signal().await;
+        drain_executions(&app).await;
+        while workers.join_next().await.is_some() {}
+        background.abort();
+        if let Some(l) = &work_listener {
+            l.abort();
+        }
+        if let Err(e) = app.store.worker_stop(&worker_name).await {
+            tracing::warn!("cannot record that worker {worker_name} stopped: {e}");
+        }
+        tracing::info!("stopped");
+        return Ok(());
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -293,13 +401,8 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     )
     .map_err(|e| setup(format!("cannot write server.json: {e}")))?;
 
-    let mut workers = tokio::task::JoinSet::new();
-    for i in 0..config.workers.max(1) {
-        workers.spawn(worker::worker_loop(app.clone(), format!("embedded-{i}")));
-    }
     tracing::info!(
-        "listening on {url} with {} worker(s); data in {}",
-        config.workers.max(1),
+        "listening on {url} with {workers_wanted} worker(s); data in {}; database: {database}",
         data.display()
     );
 
@@ -324,6 +427,15 @@ pub async fn run(config: ServerConfig) -> Result<(), StartError> {
     .await;
     let _ = drain.await;
     while workers.join_next().await.is_some() {}
+    background.abort();
+    if let Some(l) = &work_listener {
+        l.abort();
+    }
+    if workers_wanted > 0 {
+        if let Err(e) = app.store.worker_stop(&worker_name).await {
+            tracing::warn!("cannot record that worker {worker_name} stopped: {e}");
+        }
+    }
     let _ = std::fs::remove_file(data.join("server.json"));
     tracing::info!("stopped");
     Ok(())
@@ -366,10 +478,153 @@ async fn stop_signal() {
     }
 }
 
-/// Registers the bundled packs (if new or changed) and loads every stored pack.
-async fn load_packs(app: &Arc<App>) -> Result<(), StartError> {
+/// On PostgreSQL, wakes this process's idle workers when any server stores an execution
+/// (LISTEN/NOTIFY); their one-second poll is the fallback while the listener reconnects.
+async fn wake_on_new_work(app: Arc<App>) {
+    let mut listener = None;
+    loop {
+        if listener.is_none() {
+            match app.store.work_listener().await {
+                Ok(Some(l)) => listener = Some(l),
+                Ok(None) => return,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        if let Some(l) = listener.as_mut() {
+            if l.next().await.is_ok() {
+                app.wake.notify_one();
+            } else {
+                listener = None;
+            }
+        }
+    }
+}
+
+/// The heartbeat (when this process has workers) and the reaper of lost workers' leases.
+fn background_tasks(app: Arc<App>, name: String, heartbeat: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut outage = false;
+        let mut packs_seen: Vec<(String, String)> = Vec::new();
+        let mut sweep_round = 0u64;
+        loop {
+            tick.tick().await;
+            let mut failed = None;
+            if heartbeat {
+                match app
+                    .store
+                    .worker_heartbeat(&name, app.running_count() as i64)
+                    .await
+                {
+                    Ok(cancels) => {
+                        for id in cancels {
+                            app.cancel_running(id);
+                        }
+                    }
+                    Err(e) => failed = Some(e),
+                }
+                // Packs registered or replaced through another server.
+                match app.store.pack_digests().await {
+                    Ok(digests) if digests != packs_seen => {
+                        if !packs_seen.is_empty() {
+                            if let Err(e) = sync_packs(&app, &digests).await {
+                                tracing::warn!("cannot load the changed packs yet: {e}");
+                            }
+                        }
+                        packs_seen = digests;
+                    }
+                    Ok(_) => {}
+                    Err(e) => failed = Some(e),
+                }
+            }
+            // Output chunks of executions that ended ten minutes ago, about once a minute.
+            sweep_round += 1;
+            if sweep_round % 30 == 0 {
+                if let Err(e) = app.store.sweep_output(600).await {
+                    failed = Some(e);
+                }
+            }
+            match app.store.reap_lost_workers(LEASE.as_secs()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    "{n} execution(s) of workers that stopped sending heartbeats are now abandoned"
+                ),
+                Err(e) => failed = Some(e),
+            }
+            match failed {
+                Some(e) if !outage => {
+                    tracing::error!("the database is unavailable, retrying: {e}");
+                    outage = true;
+                }
+                None if outage => {
+                    tracing::info!("the database is back");
+                    outage = false;
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// Brings the catalog in line with the stored packs: loads new and changed ones, drops
+/// removed ones.
+async fn sync_packs(app: &Arc<App>, digests: &[(String, String)]) -> Result<(), StartError> {
+    for loaded in app.catalog.packs() {
+        if !digests.iter().any(|(r, _)| *r == loaded.pack.pack_ref) {
+            app.catalog.remove(&loaded.pack.pack_ref);
+        }
+    }
+    let changed: Vec<&String> = digests
+        .iter()
+        .filter(|(r, d)| {
+            !app.catalog
+                .packs()
+                .iter()
+                .any(|p| p.pack.pack_ref == *r && p.digest == *d)
+        })
+        .map(|(r, _)| r)
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    for row in app.store.list_packs().await? {
+        if changed.contains(&&row.pack_ref) {
+            load_pack_row(app, &row);
+        }
+    }
+    Ok(())
+}
+
+fn load_pack_row(app: &Arc<App>, row: &attune_store::PackRow) {
+    let loaded = Bundle::from_bytes(&row.bundle)
+        .map_err(|e| e.to_string())
+        .and_then(|b| match b.digest() == row.digest {
+            true => Ok(b),
+            false => Err(format!(
+                "the stored bundle does not match its digest {}; refusing to load it",
+                row.digest
+            )),
+        })
+        .and_then(|b| {
+            let bundled = app.is_bundled(&row.digest);
+            app.catalog
+                .load(&b, &row.digest, &row.registered_at, bundled)
+        });
+    match loaded {
+        Ok(p) => app.catalog.insert(p),
+        Err(e) => tracing::error!("pack {} cannot be loaded and is skipped: {e}", row.pack_ref),
+    }
+}
+
+/// Registers the bundled packs (if new or changed; the server only) and loads every
+/// stored pack.
+async fn load_packs(app: &Arc<App>, register_bundled: bool) -> Result<(), StartError> {
     let stored = app.store.list_packs().await?;
-    for bundle in &app.config.bundled {
+    for bundle in app.config.bundled.iter().filter(|_| register_bundled) {
         let digest = bundle.digest();
         if !stored.iter().any(|p| p.digest == digest) {
             api::register(app, &bundle.to_bytes()).await.map_err(|p| {
@@ -382,24 +637,7 @@ async fn load_packs(app: &Arc<App>) -> Result<(), StartError> {
         }
     }
     for row in app.store.list_packs().await? {
-        let loaded = Bundle::from_bytes(&row.bundle)
-            .map_err(|e| e.to_string())
-            .and_then(|b| match b.digest() == row.digest {
-                true => Ok(b),
-                false => Err(format!(
-                    "the stored bundle does not match its digest {}; refusing to load it",
-                    row.digest
-                )),
-            })
-            .and_then(|b| {
-                let bundled = app.is_bundled(&row.digest);
-                app.catalog
-                    .load(&b, &row.digest, &row.registered_at, bundled)
-            });
-        match loaded {
-            Ok(p) => app.catalog.insert(p),
-            Err(e) => tracing::error!("pack {} cannot be loaded and is skipped: {e}", row.pack_ref),
-        }
+        load_pack_row(app, &row);
     }
     Ok(())
 }

@@ -47,11 +47,15 @@ pub enum SecretError {
     /// The system gave no randomness for a nonce.
     #[error("no randomness for a nonce")]
     NoRandomness,
+    /// This process was started without the key (`attune worker` without
+    /// `--secret-key-file`).
+    #[error("this worker has no secret key (--secret-key-file): it cannot open secret parameters")]
+    NoKey,
 }
 
 /// Seals and opens values with the server's key.
 pub struct SecretBox {
-    cipher: Aes256Gcm,
+    cipher: Option<Aes256Gcm>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -108,7 +112,20 @@ impl SecretBox {
             return Err(err(format!("expected 32 bytes, found {}", key.len())));
         }
         let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| err("invalid key".into()))?;
-        Ok(SecretBox { cipher })
+        Ok(SecretBox {
+            cipher: Some(cipher),
+        })
+    }
+
+    /// No key: every seal and open fails with [`SecretError::NoKey`] (a worker started
+    /// without `--secret-key-file`, which leaves secret-bearing executions to others).
+    pub fn absent() -> SecretBox {
+        SecretBox { cipher: None }
+    }
+
+    /// Whether this box has a key.
+    pub fn has_key(&self) -> bool {
+        self.cipher.is_some()
     }
 
     /// Encrypts `plaintext`; the output is the 12-byte nonce followed by the ciphertext.
@@ -117,6 +134,8 @@ impl SecretBox {
         getrandom::fill(&mut nonce).map_err(|_| SecretError::NoRandomness)?;
         let ct = self
             .cipher
+            .as_ref()
+            .ok_or(SecretError::NoKey)?
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -138,6 +157,7 @@ impl SecretBox {
         }
         let (nonce, ct) = sealed.split_at(12);
         self.cipher
+            .as_ref()?
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
             .ok()
     }
@@ -150,6 +170,9 @@ impl SecretBox {
 
     /// Opens an execution's secret parameters.
     pub fn open_parameters(&self, sealed: &[u8]) -> Result<Map<String, Value>, SecretError> {
+        if !self.has_key() {
+            return Err(SecretError::NoKey);
+        }
         let plain = self
             .open(sealed, PARAMETERS_AAD)
             .ok_or(SecretError::Decrypt)?;
@@ -176,6 +199,9 @@ impl SecretBox {
         name: &str,
         sealed: &[u8],
     ) -> Result<Value, SecretError> {
+        if !self.has_key() {
+            return Err(SecretError::NoKey);
+        }
         let stored = || SecretError::Stored {
             scope: scope.to_string(),
             name: name.to_string(),

@@ -73,16 +73,18 @@ pub struct RunningExec {
     pub log: Arc<LiveLog>,
 }
 
-/// Runs worker `name` until shutdown.
-pub async fn worker_loop(app: Arc<App>, name: String) {
+/// Runs one worker slot until shutdown: `process` is the name executions are claimed under
+/// (the lease holder), `name` this slot's, for the log.
+pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
+    let takes_secrets = app.secrets.has_key();
     let mut outage = false;
     loop {
         if app.is_shutting_down() {
             return;
         }
-        let claimed = app.store.claim_next(&name).await;
+        let claimed = app.store.claim_next_for(&process, takes_secrets).await;
         if outage && claimed.is_ok() {
-            tracing::info!("worker {name}: the database is back");
+            tracing::debug!("worker {name}: claiming again");
             outage = false;
         }
         match claimed {
@@ -103,9 +105,10 @@ pub async fn worker_loop(app: Arc<App>, name: String) {
                 }
             }
             Err(e) => {
-                // Once per outage, not once per retry.
+                // The process's heartbeat task says it once per outage; each slot only
+                // at debug level, once per outage.
                 if !outage {
-                    tracing::error!("worker {name}: cannot claim work, retrying: {e}");
+                    tracing::debug!("worker {name}: cannot claim work, retrying: {e}");
                     outage = true;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -163,6 +166,54 @@ pub fn full_parameters(
         params.extend(secrets);
     }
     Ok((params, sealed_names))
+}
+
+/// Copies execution `id`'s live output to the database every 100 ms, and all of it once
+/// `stop` fires. A write that fails is retried on the next round.
+fn forward_output(
+    app: Arc<App>,
+    id: i64,
+    log: Arc<LiveLog>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut sent = 0usize;
+        loop {
+            let stopping = tokio::select! {
+                _ = &mut rx => true,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => false,
+            };
+            let (chunks, _) = log.since(sent);
+            if !chunks.is_empty() {
+                let rows: Vec<(&str, &[u8])> = chunks
+                    .iter()
+                    .map(|(stream, data)| (stream_name(*stream), data.as_slice()))
+                    .collect();
+                match app.store.append_output(id, sent as i64, &rows).await {
+                    Ok(()) => sent += chunks.len(),
+                    Err(e) if stopping => {
+                        tracing::warn!("execution {id}: its last output could not be stored for followers: {e}");
+                    }
+                    Err(_) => {}
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    });
+    (tx, task)
+}
+
+/// `stdout` or `stderr`.
+pub fn stream_name(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    }
 }
 
 async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
@@ -223,7 +274,16 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         log: running.log.clone(),
         cap: 2 * app.runner.config().output_limit,
     };
+    // On PostgreSQL, other servers may be following: the output goes to the database too.
+    let forward = (app.store.backend() == attune_store::Backend::Postgres)
+        .then(|| forward_output(app.clone(), id, running.log.clone()));
     let outcome = app.runner.run(&job, &mut sink, &running.cancel).await;
+    if let Some((stop, task)) = forward {
+        // All of it is stored before the outcome, so a follower that sees the final
+        // status finds every chunk.
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     let (status, finish) = match outcome {
         Ok(o) => (
             o.status,

@@ -85,10 +85,10 @@ pub struct AuditFilter {
 
 /// Appends `e` inside the caller's transaction.
 pub(crate) async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     e: &AuditEntry,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO audit (at, actor, kind, subject, detail) VALUES (?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO audit (at, actor, kind, subject, detail) VALUES ($1, $2, $3, $4, $5)")
         .bind(now())
         .bind(&e.actor)
         .bind(&e.kind)
@@ -102,7 +102,7 @@ pub(crate) async fn insert(
 impl Store {
     /// Appends one entry, committed before this returns.
     pub async fn audit(&self, e: &AuditEntry) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         insert(&mut tx, e).await?;
         tx.commit().await?;
         Ok(())
@@ -113,9 +113,9 @@ impl Store {
         let family = f.kind.as_ref().map(|k| format!("{k}.%"));
         let rows = sqlx::query(
             "SELECT id, at, actor, kind, subject, detail FROM audit
-             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR kind = ?2 OR kind LIKE ?3)
-               AND (?4 IS NULL OR id < ?4)
-             ORDER BY id DESC LIMIT ?5",
+             WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR kind = $2 OR kind LIKE $3)
+               AND ($4 IS NULL OR id < $4)
+             ORDER BY id DESC LIMIT $5",
         )
         .bind(&f.since)
         .bind(&f.kind)

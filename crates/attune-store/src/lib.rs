@@ -1,32 +1,25 @@
 //! Attune's store (DESIGN.md §4, §5, §6): packs, executions, API tokens, sealed secrets and
-//! the audit log. One interface,
-//! SQLite now (a file in the data dir, WAL); PostgreSQL slots in behind the same methods.
+//! the audit log. One interface over two backends: SQLite (a file in the data dir, WAL), the
+//! embedded default, and PostgreSQL (`--database-url postgres://…`). Both run the same SQL
+//! through sqlx's `Any` driver (placeholders `$1`, `$2`…, which SQLite reads too), except
+//! where a backend needs its own (the claim, the transaction start); each backend's schema is
+//! its own migrations folder, applied at open by sqlx's migrator.
 //! Every status change is a conditional write (`… WHERE status = <expected>`), so two
 //! workers, or a cancel racing a finish, can never both win.
 
 use attune_core::ExecutionStatus;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyPool;
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// Schema migrations, applied in order at open; each runs once, in a transaction.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "secrets_audit",
-        include_str!("../migrations/sqlite/0002_secrets_audit.sql"),
-    ),
-];
+mod migrate;
+mod workers;
+
+pub use workers::WorkerRow;
 
 mod audit;
 mod secrets;
@@ -59,15 +52,50 @@ impl From<sqlx::Error> for StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// Which database a store is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
 /// The store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// The one connection that writes. SQLite allows one writer at a time; with several,
-    /// a blocked writer sleeps in SQLite's busy handler and throughput collapses. Writes
-    /// queue here instead, without sleeping.
-    pool: SqlitePool,
-    /// Readers; in WAL mode they never block the writer or each other.
-    read: SqlitePool,
+    /// Writes. On SQLite, the one connection that writes: SQLite allows one writer at a
+    /// time; with several, a blocked writer sleeps in SQLite's busy handler and throughput
+    /// collapses. Writes queue here instead, without sleeping. On PostgreSQL, the pool.
+    pool: AnyPool,
+    /// Reads. On SQLite, read-only connections (in WAL mode they never block the writer or
+    /// each other); on PostgreSQL, the same pool as writes.
+    read: AnyPool,
+    backend: Backend,
+    /// PostgreSQL's URL, for the listener that wakes workers.
+    url: Option<String>,
+}
+
+/// The PostgreSQL channel a new execution is announced on.
+const WORK_CHANNEL: &str = "attune_work";
+
+/// Hears of new executions on PostgreSQL (LISTEN/NOTIFY).
+pub struct WorkListener(sqlx::postgres::PgListener);
+
+impl std::fmt::Debug for WorkListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkListener")
+    }
+}
+
+impl WorkListener {
+    /// Waits for the next announcement. An error means the connection broke (the
+    /// listener reconnects on the next call; announcements in between are missed, which
+    /// the workers' polling covers).
+    pub async fn next(&mut self) -> Result<()> {
+        self.0.recv().await?;
+        Ok(())
+    }
 }
 
 /// A registered pack.
@@ -183,7 +211,7 @@ fn corrupt(detail: impl std::fmt::Display) -> StoreError {
     }
 }
 
-fn decode_execution(row: &sqlx::sqlite::SqliteRow) -> Result<ExecutionRow> {
+fn decode_execution(row: &AnyRow) -> Result<ExecutionRow> {
     let status: String = row.try_get("status")?;
     let parameters: String = row.try_get("parameters")?;
     let env_vars: String = row.try_get("env_vars")?;
@@ -245,55 +273,106 @@ fn create_private(path: &Path) -> Result<()> {
 }
 
 impl Store {
+    /// Opens the store named by `url`: `postgres://…` (or `postgresql://…`) for a
+    /// PostgreSQL server, else the path of a SQLite file (created if needed).
+    pub async fn open(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::open_postgres(url).await
+        } else {
+            Store::open_sqlite(Path::new(url.strip_prefix("sqlite://").unwrap_or(url))).await
+        }
+    }
+
     /// Opens (creating if needed) the SQLite database at `path` and applies migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        sqlx::any::install_default_drivers();
         create_private(path)?;
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed execution survives an OS crash, not only a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let file = path
+            .to_str()
+            .ok_or_else(|| StoreError::Database(format!("{}: not a UTF-8 path", path.display())))?;
+        let url = |mode: &str| {
+            format!(
+                "sqlite://{}?mode={mode}",
+                attune_core::percent_encode(file, "/-_.~", false)
+            )
+        };
+        // FULL: a committed execution survives an OS crash, not only a process crash.
+        let setup = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+        let pool = AnyPoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.clone())
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(setup).execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+            .connect(&url("rw"))
             .await?;
-        let read = SqlitePoolOptions::new()
+        // The writer has put the file in WAL mode; readers only read.
+        let read = AnyPoolOptions::new()
             .max_connections(8)
-            .connect_with(opts.read_only(true))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url("ro"))
             .await?;
-        let store = Store { pool, read };
-        store.migrate().await?;
+        let store = Store {
+            pool,
+            read,
+            backend: Backend::Sqlite,
+            url: None,
+        };
+        migrate::run(&store).await?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<()> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            .execute(&self.pool)
-            .await?;
-        for (version, name, sql) in SQLITE_MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_none() {
-                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
-                sqlx::query(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                )
-                .bind(version)
-                .bind(name)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-        }
-        Ok(())
+    /// Connects to the PostgreSQL database at `url` and applies migrations.
+    pub async fn open_postgres(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        let store = Store {
+            read: pool.clone(),
+            pool,
+            backend: Backend::Postgres,
+            url: Some(url.to_string()),
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Which database this store is on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// On PostgreSQL, a connection that hears of each new execution (`None` on SQLite,
+    /// where the server's own workers are woken in process): call [`WorkListener::next`].
+    pub async fn work_listener(&self) -> Result<Option<WorkListener>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let mut l = sqlx::postgres::PgListener::connect(url).await?;
+        l.listen(WORK_CHANNEL).await?;
+        Ok(Some(WorkListener(l)))
+    }
+
+    /// Starts a write transaction. SQLite: `BEGIN IMMEDIATE` takes the write lock at once,
+    /// so no statement in it can fail on a read-to-write upgrade.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// Whether the database answers.
@@ -314,9 +393,9 @@ impl Store {
     /// returns and checks the row is there.
     async fn write_returning<'q>(
         &self,
-        q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<Option<sqlx::sqlite::SqliteRow>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Option<AnyRow>> {
+        let mut tx = self.begin_write().await?;
         // fetch_all steps the statement to completion.
         let mut rows = q.fetch_all(&mut *tx).await?;
         tx.commit().await?;
@@ -335,7 +414,7 @@ impl Store {
     /// executed to completion, which commits it, before this returns.
     pub async fn put_pack(&self, p: &PackRow) -> Result<()> {
         sqlx::query(
-            "INSERT INTO packs (ref, version, description, digest, bundle, registered_at) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO packs (ref, version, description, digest, bundle, registered_at) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (ref) DO UPDATE SET version = excluded.version, description = excluded.description,
              digest = excluded.digest, bundle = excluded.bundle, registered_at = excluded.registered_at",
         )
@@ -371,7 +450,7 @@ impl Store {
 
     /// Removes a pack; false if there was none.
     pub async fn delete_pack(&self, pack_ref: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM packs WHERE ref = ?")
+        let r = sqlx::query("DELETE FROM packs WHERE ref = $1")
             .bind(pack_ref)
             .execute(&self.pool)
             .await?;
@@ -392,7 +471,7 @@ impl Store {
             (!e.secret_refs.is_empty()).then(|| Value::Object(e.secret_refs.clone()).to_string());
         let q = sqlx::query(sql_with_columns(format!(
             "INSERT INTO executions (action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-             VALUES (?, 'requested', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {EXECUTION_COLUMNS}"
+             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {EXECUTION_COLUMNS}"
         )))
         .bind(&e.action_ref)
         .bind(Value::Object(e.parameters.clone()).to_string())
@@ -403,7 +482,7 @@ impl Store {
         .bind(&e.requested_by)
         .bind(e.rerun_of)
         .bind(now());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // fetch_all steps the statement to completion (see `write_returning`).
         let rows = q.fetch_all(&mut *tx).await?;
         let row = match rows.as_slice() {
@@ -421,6 +500,13 @@ impl Store {
             };
             audit::insert(&mut tx, &a).await?;
         }
+        if self.backend == Backend::Postgres {
+            // Delivered at COMMIT: a worker woken by it finds the row.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WORK_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(row)
     }
@@ -428,7 +514,7 @@ impl Store {
     /// One execution.
     pub async fn get_execution(&self, id: i64) -> Result<Option<ExecutionRow>> {
         let row = sqlx::query(sql_with_columns(format!(
-            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?"
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.read)
@@ -441,9 +527,9 @@ impl Store {
     pub async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
         let rows = sqlx::query(sql_with_columns(format!(
             "SELECT {LIST_COLUMNS} FROM executions
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR action_ref = ?2)
-               AND (?3 IS NULL OR id < ?3)
-             ORDER BY id DESC LIMIT ?4"
+             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR action_ref = $2)
+               AND ($3 IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4"
         )))
         .bind(f.status.map(ExecutionStatus::as_str))
         .bind(&f.action_ref)
@@ -458,9 +544,29 @@ impl Store {
     /// claim is committed before the worker gets the row, so a crash after this returns
     /// leaves the execution `scheduled` (abandoned at the next start), never runnable again.
     pub async fn claim_next(&self, worker: &str) -> Result<Option<ExecutionRow>> {
+        self.claim_next_for(worker, true).await
+    }
+
+    /// Like [`Store::claim_next`]; a worker that cannot open secret parameters
+    /// (`takes_secrets` false) skips the executions that have some, for workers that can.
+    pub async fn claim_next_for(
+        &self,
+        worker: &str,
+        takes_secrets: bool,
+    ) -> Result<Option<ExecutionRow>> {
+        // PostgreSQL: concurrent claimers skip each other's row instead of queueing on it.
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        };
+        let secrets = if takes_secrets {
+            ""
+        } else {
+            "AND secrets IS NULL"
+        };
         let q = sqlx::query(sql_with_columns(format!(
-            "UPDATE executions SET status = 'scheduled', worker = ?
-             WHERE id = (SELECT id FROM executions WHERE status = 'requested' ORDER BY id LIMIT 1)
+            "UPDATE executions SET status = 'scheduled', worker = $1
+             WHERE id = (SELECT id FROM executions WHERE status = 'requested' {secrets} ORDER BY id LIMIT 1 {lock})
                AND status = 'requested'
              RETURNING {EXECUTION_COLUMNS}"
         )))
@@ -481,7 +587,7 @@ impl Store {
     ) -> Result<bool> {
         let started = (to == ExecutionStatus::Running).then(now);
         let r = sqlx::query(
-            "UPDATE executions SET status = ?, started_at = COALESCE(?, started_at) WHERE id = ? AND status = ?",
+            "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at) WHERE id = $3 AND status = $4",
         )
         .bind(to.as_str())
         .bind(started)
@@ -505,10 +611,13 @@ impl Store {
         if from.is_empty() {
             return Ok(false);
         }
-        let placeholders = vec!["?"; from.len()].join(", ");
+        let placeholders = (11..11 + from.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
-            "UPDATE executions SET status = ?, finished_at = ?, started_at = COALESCE(started_at, ?), exit_code = ?,
-             signal = ?, result = ?, stdout = ?, stderr = ?, error = ? WHERE id = ? AND status IN ({placeholders})"
+            "UPDATE executions SET status = $1, finished_at = $2, started_at = COALESCE(started_at, $3), exit_code = $4,
+             signal = $5, result = $6, stdout = $7, stderr = $8, error = $9 WHERE id = $10 AND status IN ({placeholders})"
         );
         let mut q = sqlx::query(sql_with_columns(sql))
             .bind(to.as_str())
@@ -531,7 +640,7 @@ impl Store {
     /// as `abandoned` (never re-run: delivery is at most once). Returns how many.
     pub async fn abandon_in_flight(&self, reason: &str) -> Result<u64> {
         let r = sqlx::query(
-            "UPDATE executions SET status = 'abandoned', finished_at = ?, error = ?
+            "UPDATE executions SET status = 'abandoned', finished_at = $1, error = $2
              WHERE status IN ('scheduled', 'running', 'canceling')",
         )
         .bind(now())
@@ -562,9 +671,9 @@ impl Store {
         actor: &str,
     ) -> Result<TokenRow> {
         let created_at = now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tokens (name, role, hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(name)
         .bind(role)
@@ -599,7 +708,7 @@ impl Store {
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
         let row = sqlx::query(
             "SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens
-             WHERE hash = ? AND revoked_at IS NULL",
+             WHERE hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash)
         .fetch_optional(&self.read)
@@ -619,7 +728,7 @@ impl Store {
 
     /// Records that token `id` was used at `at`.
     pub async fn touch_token(&self, id: i64, at: &str) -> Result<()> {
-        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+        sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
             .bind(at)
             .bind(id)
             .execute(&self.pool)
@@ -632,9 +741,9 @@ impl Store {
     pub async fn revoke_tokens(&self, name_or_id: &str, actor: &str) -> Result<Vec<TokenRow>> {
         let at = now();
         let id = name_or_id.parse::<i64>().ok();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
-            "UPDATE tokens SET revoked_at = ? WHERE revoked_at IS NULL AND (name = ? OR id = ?)
+            "UPDATE tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND (name = $2 OR id = $3)
              RETURNING id, name, role, created_at, last_used_at, revoked_at",
         )
         .bind(&at)
@@ -667,7 +776,7 @@ impl Store {
     }
 }
 
-fn decode_token(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
+fn decode_token(r: &AnyRow) -> Result<TokenRow> {
     Ok(TokenRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,

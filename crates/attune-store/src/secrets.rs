@@ -37,16 +37,16 @@ impl Store {
         actor: &str,
     ) -> Result<bool> {
         let at = now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let existed: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM secrets WHERE scope = ? AND name = ?")
+            sqlx::query_scalar("SELECT id FROM secrets WHERE scope = $1 AND name = $2")
                 .bind(scope)
                 .bind(name)
                 .fetch_optional(&mut *tx)
                 .await?;
         sqlx::query(
             "INSERT INTO secrets (scope, name, value, created_at, created_by, updated_at, updated_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?5)
+             VALUES ($1, $2, $3, $4, $5, $4, $5)
              ON CONFLICT (scope, name) DO UPDATE SET value = excluded.value,
                updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         )
@@ -78,8 +78,8 @@ impl Store {
 
     /// Deletes the secret `name` in `scope`; false if there was none.
     pub async fn delete_secret(&self, scope: &str, name: &str, actor: &str) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let n = sqlx::query("DELETE FROM secrets WHERE scope = ? AND name = ?")
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("DELETE FROM secrets WHERE scope = $1 AND name = $2")
             .bind(scope)
             .bind(name)
             .execute(&mut *tx)
@@ -107,7 +107,7 @@ impl Store {
         name: &str,
         scopes: &[String],
     ) -> Result<Option<(String, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT scope, value FROM secrets WHERE name = ?")
+        let rows = sqlx::query("SELECT scope, value FROM secrets WHERE name = $1")
             .bind(name)
             .fetch_all(&self.read)
             .await?;
@@ -127,7 +127,7 @@ impl Store {
     pub async fn list_secrets(&self, scope: Option<&str>) -> Result<Vec<SecretRow>> {
         let rows = sqlx::query(
             "SELECT scope, name, created_at, created_by, updated_at, updated_by FROM secrets
-             WHERE (?1 IS NULL OR scope = ?1) ORDER BY scope, name",
+             WHERE ($1 IS NULL OR scope = $1) ORDER BY scope, name",
         )
         .bind(scope)
         .fetch_all(&self.read)

@@ -42,6 +42,62 @@ pub enum Command {
     /// The audit log: who changed secrets, tokens and packs, cancelled executions, and
     /// which executions were given which secrets (admin).
     Audit(AuditArgs),
+    /// Run a worker on a shared PostgreSQL database (`attune worker --database-url …`), or
+    /// list the workers (`attune worker list`).
+    Worker(WorkerArgs),
+}
+
+/// `attune worker`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub command: Option<WorkerCommand>,
+
+    /// The shared database (PostgreSQL): `postgres://user@host:5432/db`.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ATTUNE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// How many executions it runs at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// Its name in `attune worker list` and in the executions it runs (default: host and
+    /// pid). A worker that starts again under its name sweeps what it left in flight.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The key that seals secrets: the servers' key file (32 bytes, mode 0600). Without it
+    /// the worker leaves executions with secret parameters to workers that have it.
+    #[arg(long, value_name = "PATH", env = "ATTUNE_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// On SIGTERM, seconds running executions get to finish before they are cancelled.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub shutdown_grace: u64,
+
+    /// Log lines on stderr as text, or one JSON object per line (ATTUNE_LOG picks what).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"], env = "ATTUNE_LOG_FORMAT")]
+    pub log_format: String,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Output format (for `list`).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = crate::output::OutputFormat::Table, global = true)]
+    pub output: crate::output::OutputFormat,
+}
+
+/// `attune worker …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// The worker processes: name, host, concurrency, running, last heartbeat, state.
+    List,
 }
 
 /// `attune run`.
@@ -103,7 +159,8 @@ pub struct ServerArgs {
     )]
     pub listen: std::net::SocketAddr,
 
-    /// Number of embedded workers (executions run at once).
+    /// Number of embedded workers (executions run at once); 0: the API only, with
+    /// `attune worker`s on a shared PostgreSQL database running the executions.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub workers: usize,
 
@@ -124,6 +181,16 @@ pub struct ServerArgs {
     /// <data dir>/secret.key, generated at first start.
     #[arg(long, value_name = "PATH", env = "ATTUNE_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
+
+    /// The database: a PostgreSQL URL (`postgres://user@host/db`); default: the SQLite file
+    /// <data dir>/attune.db. Migrations are applied at start.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ATTUNE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
 
     /// Log lines on stderr as text, or one JSON object per line. What is logged:
     /// ATTUNE_LOG (else RUST_LOG), a level such as `debug` or directives such as

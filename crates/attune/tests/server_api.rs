@@ -245,6 +245,19 @@ fn after_kill_9_every_acknowledged_execution_finishes_or_runs_and_none_runs_twic
         "too few submissions before the kill: {}",
         acknowledged.len()
     );
+    // The dead server's supervisors kill its actions when they see it gone; one that was
+    // starting may still print its mark in that moment. Look only once none is left (each
+    // has the marker file's path in its environment).
+    let needle = format!("MARK={}", mark.display()).into_bytes();
+    let quiet = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !proc_scan(&needle).is_empty() {
+        assert!(
+            std::time::Instant::now() < quiet,
+            "the killed server's actions outlived it: {:?}",
+            proc_scan(&needle)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let before_restart = marks(&mark);
     let s = TestServer::start_in(&data, &["--workers", "2"]);
     // ...until the next start sweeps it.

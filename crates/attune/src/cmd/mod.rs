@@ -10,6 +10,7 @@ pub mod run_remote;
 pub mod secret;
 pub mod server;
 pub mod token;
+pub mod worker;
 
 use crate::cli::{Cli, Command};
 use crate::error::CliError;
@@ -28,6 +29,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Token(args) => token::run(args, &data_dir),
         Command::Secret(args) => secret::run(args, &data_dir),
         Command::Audit(args) => audit::run(args, &data_dir),
+        Command::Worker(args) => worker::run(args, data_dir),
     }
 }
 

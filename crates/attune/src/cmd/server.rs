@@ -66,15 +66,10 @@ fn run_as(user: Option<&str>) -> Result<Option<attune_runner::RunAs>, CliError> 
 
 /// Runs `attune server`.
 pub fn server(args: ServerArgs, data_dir: PathBuf) -> Result<ExitCode, CliError> {
-    if args.workers == 0 || args.workers > 1024 {
-        return Err(CliError::usage("--workers must be between 1 and 1024"));
+    if args.workers > 1024 {
+        return Err(CliError::usage("--workers must be between 0 and 1024"));
     }
-    let format = if args.log_format == "json" {
-        attune_server::log::LogFormat::Json
-    } else {
-        attune_server::log::LogFormat::Text
-    };
-    attune_server::log::init(format).map_err(CliError::usage)?;
+    init_log(&args.log_format)?;
     let config = attune_server::ServerConfig {
         data_dir,
         listen: args.listen,
@@ -84,13 +79,31 @@ pub fn server(args: ServerArgs, data_dir: PathBuf) -> Result<ExitCode, CliError>
         runner: runner_config(&args.engine)?,
         bundled: crate::bundled::bundles(),
         secret_key_file: args.secret_key_file,
+        database_url: args.database_url,
         max_connections: args.max_connections as usize,
+        worker_name: None,
     };
+    block_on(attune_server::run(config))
+}
+
+/// Sets up the log on stderr: `text` or `json`, filtered by ATTUNE_LOG or RUST_LOG.
+pub fn init_log(format: &str) -> Result<(), CliError> {
+    let format = if format == "json" {
+        attune_server::log::LogFormat::Json
+    } else {
+        attune_server::log::LogFormat::Text
+    };
+    attune_server::log::init(format).map_err(CliError::usage)
+}
+
+/// Runs a server or worker process on a multi-threaded runtime until it stops.
+pub fn block_on(
+    process: impl std::future::Future<Output = Result<(), attune_server::StartError>>,
+) -> Result<ExitCode, CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(attune_server::run(config))
-        .map_err(CliError::failure)?;
+    rt.block_on(process).map_err(CliError::failure)?;
     Ok(ExitCode::SUCCESS)
 }

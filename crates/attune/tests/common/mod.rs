@@ -681,3 +681,56 @@ pub fn marks(path: &std::path::Path) -> BTreeMap<i64, usize> {
     }
     m
 }
+
+/// A fresh PostgreSQL database, dropped at the end.
+pub struct PgDatabase {
+    /// The database it was made from.
+    pub admin_url: String,
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+/// Runs `sql` with `psql` on `url`; its output.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql (PostgreSQL's client) must be installed");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl PgDatabase {
+    /// A new database next to `ATTUNE_TEST_DATABASE_URL`'s (the test fails without it).
+    pub fn new() -> PgDatabase {
+        let admin_url = std::env::var("ATTUNE_TEST_DATABASE_URL").expect(
+            "ATTUNE_TEST_DATABASE_URL must name a PostgreSQL database to create test databases from (scripts/test sets it)",
+        );
+        let name = format!("attune_e2e_{}_{}", std::process::id(), rand_suffix());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                self.admin_url.as_str(),
+                "-Atc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}

@@ -1,0 +1,430 @@
+//! The store's contract, run on both backends: SQLite (a file in a temp dir) and PostgreSQL
+//! (a fresh database per test, made from `ATTUNE_TEST_DATABASE_URL`; the test fails, not
+//! skips, when that server cannot be reached).
+#![allow(clippy::unwrap_used)]
+
+use attune_core::ExecutionStatus::{self, *};
+use attune_store::{
+    AuditEntry, AuditFilter, Backend, ExecutionFilter, Finish, NewExecution, PackRow, Store,
+};
+use serde_json::{json, Map};
+use sqlx::Connection;
+
+/// A fresh PostgreSQL database; dropped when this goes.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn new() -> PgDatabase {
+        let admin_url = std::env::var("ATTUNE_TEST_DATABASE_URL").expect(
+            "ATTUNE_TEST_DATABASE_URL must name a PostgreSQL database to create test databases from (scripts/test sets it)",
+        );
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at ATTUNE_TEST_DATABASE_URL is unreachable: {e}")
+            });
+        let mut rnd = [0u8; 6];
+        getrandom(&mut rnd);
+        let name = format!(
+            "attune_test_{}",
+            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        PgDatabase {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        // Its own runtime: Drop cannot await, and the test's runtime may be gone.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(buf)
+        .unwrap();
+}
+
+/// Runs `check` on a fresh SQLite store, then on a fresh PostgreSQL one.
+macro_rules! on_both {
+    ($check:ident) => {{
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Store::open_sqlite(&dir.path().join("attune.db"))
+            .await
+            .unwrap();
+        assert_eq!(sqlite.backend(), Backend::Sqlite);
+        $check(&sqlite).await;
+        let pg = PgDatabase::new().await;
+        let postgres = Store::open(&pg.url).await.unwrap();
+        assert_eq!(postgres.backend(), Backend::Postgres);
+        $check(&postgres).await;
+        // Opening again applies nothing twice and loses nothing.
+        let tokens = postgres.token_count().await.unwrap();
+        drop(postgres);
+        let again = Store::open(&pg.url).await.unwrap();
+        assert_eq!(again.token_count().await.unwrap(), tokens);
+    }};
+}
+
+fn new_exec(action: &str) -> NewExecution {
+    NewExecution {
+        action_ref: action.into(),
+        parameters: json!({"message": "hi", "nested": {"b": 1, "a": [1, 2]}})
+            .as_object()
+            .unwrap()
+            .clone(),
+        secrets: Some(vec![0, 1, 2, 255]),
+        env_vars: [("LOG_LEVEL".to_string(), "debug".to_string())].into(),
+        timeout_secs: Some(30),
+        requested_by: "tester".into(),
+        rerun_of: None,
+        secret_refs: Map::new(),
+    }
+}
+
+async fn executions(s: &Store) {
+    let a = s
+        .insert_execution(&new_exec("core.echo"), None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, Requested);
+    assert_eq!(a.parameters["nested"], json!({"b": 1, "a": [1, 2]}));
+    assert_eq!(a.secrets.as_deref(), Some(&[0u8, 1, 2, 255][..]));
+    let b = s
+        .insert_execution(
+            &NewExecution {
+                rerun_of: Some(a.id),
+                ..new_exec("core.sleep")
+            },
+            Some(&AuditEntry {
+                actor: "tester".into(),
+                kind: "execution.secrets".into(),
+                subject: String::new(),
+                detail: json!({"secrets": ["pw"]}),
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(b.id > a.id);
+    // A worker without the secret key leaves executions with secrets to others.
+    assert!(s.claim_next_for("keyless", false).await.unwrap().is_none());
+    // Claims go oldest first, each once.
+    let c1 = s.claim_next("w1").await.unwrap().unwrap();
+    let c2 = s.claim_next("w2").await.unwrap().unwrap();
+    assert_eq!((c1.id, c2.id), (a.id, b.id));
+    assert_eq!(c1.status, Scheduled);
+    assert_eq!(c1.worker.as_deref(), Some("w1"));
+    assert!(s.claim_next("w3").await.unwrap().is_none());
+    // Conditional transitions: only from the expected status.
+    assert!(s.transition(a.id, Scheduled, Running).await.unwrap());
+    assert!(!s.transition(a.id, Scheduled, Running).await.unwrap());
+    let f = Finish {
+        exit_code: Some(3),
+        signal: None,
+        result: Some(json!({"ok": false})),
+        stdout: "out\n".into(),
+        stderr: "err\n".into(),
+        error: None,
+        started_at: None,
+    };
+    assert!(s
+        .finish(a.id, &[Running, Canceling], Failed, &f)
+        .await
+        .unwrap());
+    assert!(!s.finish(a.id, &[Running], Succeeded, &f).await.unwrap());
+    let done = s.get_execution(a.id).await.unwrap().unwrap();
+    assert_eq!(done.status, Failed);
+    assert_eq!(done.exit_code, Some(3));
+    assert_eq!(done.result, Some(json!({"ok": false})));
+    assert_eq!(done.stdout.as_deref(), Some("out\n"));
+    assert!(done.duration_ms.is_some());
+    // Lists: newest first, filters, cursor, no output.
+    let all = s
+        .list_executions(&ExecutionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), [b.id, a.id]);
+    assert!(all.iter().all(|e| e.stdout.is_none()));
+    let failed = s
+        .list_executions(&ExecutionFilter {
+            status: Some(ExecutionStatus::Failed),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1);
+    let older = s
+        .list_executions(&ExecutionFilter {
+            before: Some(b.id),
+            action_ref: Some("core.echo".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(s.abandon_in_flight("test").await.unwrap(), 1);
+    assert_eq!(
+        s.get_execution(b.id).await.unwrap().unwrap().status,
+        Abandoned
+    );
+    let counts = s.count_by_status().await.unwrap();
+    assert_eq!(counts.get("failed"), Some(&1));
+    assert!(s.get_execution(9_999_999).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn executions_are_claimed_once_and_change_status_only_as_expected() {
+    on_both!(executions);
+}
+
+async fn tokens_packs_secrets_audit(s: &Store) {
+    let t = s
+        .insert_token("ci", "operator", "hash-1", "admin")
+        .await
+        .unwrap();
+    s.insert_token("ci", "viewer", "hash-2", "admin")
+        .await
+        .unwrap();
+    assert_eq!(s.token_by_hash("hash-1").await.unwrap().unwrap().id, t.id);
+    s.touch_token(t.id, "2026-11-25T07:00:00.000Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_tokens().await.unwrap()[0].last_used_at.as_deref(),
+        Some("2026-11-25T07:00:00.000Z")
+    );
+    assert_eq!(s.revoke_tokens("ci", "admin").await.unwrap().len(), 2);
+    assert!(s.token_by_hash("hash-1").await.unwrap().is_none());
+    assert_eq!(s.token_count().await.unwrap(), 2);
+
+    let p = PackRow {
+        pack_ref: "p".into(),
+        version: Some("1.0".into()),
+        description: None,
+        digest: "d1".into(),
+        bundle: vec![0, 159, 146, 150],
+        registered_at: "2026-11-25T07:00:00.000Z".into(),
+    };
+    s.put_pack(&p).await.unwrap();
+    s.put_pack(&PackRow {
+        digest: "d2".into(),
+        ..p.clone()
+    })
+    .await
+    .unwrap();
+    let packs = s.list_packs().await.unwrap();
+    assert_eq!(packs.len(), 1);
+    assert_eq!(
+        (packs[0].digest.as_str(), &packs[0].bundle),
+        ("d2", &p.bundle)
+    );
+    assert!(s.delete_pack("p").await.unwrap());
+    assert!(!s.delete_pack("p").await.unwrap());
+
+    assert!(s
+        .put_secret("global", "pw", b"sealed-1", "admin")
+        .await
+        .unwrap());
+    assert!(!s
+        .put_secret("global", "pw", b"sealed-2", "admin")
+        .await
+        .unwrap());
+    assert!(s
+        .put_secret("pack:p", "pw", b"sealed-3", "admin")
+        .await
+        .unwrap());
+    let scopes = ["action:p.a".to_string(), "pack:p".into(), "global".into()];
+    let (scope, value) = s.find_secret("pw", &scopes).await.unwrap().unwrap();
+    assert_eq!(
+        (scope.as_str(), value.as_slice()),
+        ("pack:p", &b"sealed-3"[..])
+    );
+    assert_eq!(s.list_secrets(None).await.unwrap().len(), 2);
+    assert_eq!(s.list_secrets(Some("global")).await.unwrap().len(), 1);
+    assert!(s.delete_secret("pack:p", "pw", "admin").await.unwrap());
+    assert!(!s.delete_secret("pack:p", "pw", "admin").await.unwrap());
+
+    let all = s
+        .list_audit(&AuditFilter {
+            limit: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // 2 tokens made, 2 revoked, 3 secret writes, 1 delete; newest first.
+    assert_eq!(all.len(), 8, "{all:?}");
+    assert_eq!(all[0].kind, "secret.delete");
+    let secret = s
+        .list_audit(&AuditFilter {
+            kind: Some("secret".into()),
+            since: Some(all[7].at.clone()),
+            limit: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(secret.len(), 4);
+    assert!(secret.iter().all(|e| e.kind.starts_with("secret.")));
+}
+
+#[tokio::test]
+async fn tokens_packs_secrets_and_the_audit_log_behave_alike() {
+    on_both!(tokens_packs_secrets_audit);
+}
+
+/// Tries to change and to remove the audit log behind the store's back; what succeeded.
+async fn tamper(url: &str) -> (bool, bool) {
+    let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+    let update = sqlx::query("UPDATE audit SET actor = 'someone else'")
+        .execute(&mut c)
+        .await
+        .is_ok();
+    let delete = sqlx::query("DELETE FROM audit")
+        .execute(&mut c)
+        .await
+        .is_ok();
+    (update, delete)
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_update_and_delete_on_both() {
+    let entry = AuditEntry {
+        actor: "a".into(),
+        kind: "pack.register".into(),
+        subject: "pack p".into(),
+        detail: json!({}),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("attune.db");
+    let sqlite = Store::open_sqlite(&db).await.unwrap();
+    sqlite.audit(&entry).await.unwrap();
+    assert_eq!(
+        tamper(&format!("sqlite://{}", db.display())).await,
+        (false, false)
+    );
+    let pg = PgDatabase::new().await;
+    let postgres = Store::open(&pg.url).await.unwrap();
+    postgres.audit(&entry).await.unwrap();
+    assert_eq!(tamper(&pg.url).await, (false, false));
+    for s in [&sqlite, &postgres] {
+        let log = s
+            .list_audit(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].actor, "a");
+    }
+}
+
+async fn workers_and_leases(s: &Store) {
+    assert_eq!(s.worker_start("w-a", "host-a", 4).await.unwrap(), 0);
+    s.worker_start("w-b", "host-b", 2).await.unwrap();
+    let a = s
+        .insert_execution(&new_exec("core.echo"), None)
+        .await
+        .unwrap();
+    let b = s
+        .insert_execution(&new_exec("core.echo"), None)
+        .await
+        .unwrap();
+    let c = s
+        .insert_execution(&new_exec("core.echo"), None)
+        .await
+        .unwrap();
+    assert_eq!(s.claim_next("w-a").await.unwrap().unwrap().id, a.id);
+    assert_eq!(s.claim_next("w-b").await.unwrap().unwrap().id, b.id);
+    assert_eq!(s.claim_next("w-b").await.unwrap().unwrap().id, c.id);
+    assert!(s.transition(b.id, Scheduled, Running).await.unwrap());
+    // A cancel asked for through the API reaches the worker holding the process.
+    assert!(s.transition(b.id, Running, Canceling).await.unwrap());
+    assert_eq!(s.worker_heartbeat("w-b", 1).await.unwrap(), vec![b.id]);
+    assert!(s.worker_heartbeat("w-a", 1).await.unwrap().is_empty());
+    let workers = s.list_workers(60).await.unwrap();
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|w| w.state == "live"), "{workers:?}");
+    // Nothing is lost within the lease.
+    assert_eq!(s.reap_lost_workers(60).await.unwrap(), 0);
+    // w-a stops cleanly; w-b goes silent past a (tiny) lease: its two are abandoned.
+    s.worker_stop("w-a").await.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(s.reap_lost_workers(1).await.unwrap(), 2);
+    for id in [b.id, c.id] {
+        let e = s.get_execution(id).await.unwrap().unwrap();
+        assert_eq!(e.status, Abandoned);
+        assert!(e.error.unwrap().contains("w-b stopped sending heartbeats"));
+    }
+    assert_eq!(
+        s.get_execution(a.id).await.unwrap().unwrap().status,
+        Scheduled
+    );
+    let states: Vec<(String, String)> = s
+        .list_workers(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.name, w.state))
+        .collect();
+    assert!(
+        states.contains(&("w-a".into(), "stopped".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("w-b".into(), "lost".into())),
+        "{states:?}"
+    );
+    // A worker that starts again under its name sweeps what it left in flight.
+    assert_eq!(s.worker_start("w-a", "host-a", 4).await.unwrap(), 1);
+    assert_eq!(
+        s.get_execution(a.id).await.unwrap().unwrap().status,
+        Abandoned
+    );
+}
+
+#[tokio::test]
+async fn a_worker_that_stops_heartbeating_loses_its_executions_once() {
+    on_both!(workers_and_leases);
+}
