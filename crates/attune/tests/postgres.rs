@@ -132,12 +132,17 @@ struct Worker {
 
 impl Worker {
     fn start(pg: &PgDatabase, name: &str, concurrency: u32) -> Worker {
+        Worker::start_with(pg, name, &["--concurrency", &concurrency.to_string()])
+    }
+
+    /// `attune worker --database-url … --name NAME EXTRA…` in a data dir of its own.
+    fn start_with(pg: &PgDatabase, name: &str, extra: &[&str]) -> Worker {
         let dir = state_dir();
         let child = Command::new(bin())
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["worker", "--database-url", &pg.url, "--name", name])
-            .args(["--concurrency", &concurrency.to_string()])
+            .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())
@@ -381,27 +386,10 @@ fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own
     let key = tmp.path().join("secret.key");
     std::fs::copy(s.data.join("secret.key"), &key).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let dir = state_dir();
-    let mut keyed = Command::new(bin())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "worker",
-            "--database-url",
-            &pg.url,
-            "--name",
-            "wkey",
-            "--secret-key-file",
-        ])
-        .arg(&key)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut keyed = Worker::start_with(&pg, "wkey", &["--secret-key-file", key.to_str().unwrap()]);
     let done = s.wait_final(id, 30);
-    let _ = keyed.kill();
-    let _ = keyed.wait();
+    let _ = keyed.child.kill();
+    let _ = keyed.child.wait();
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["worker"], "wkey");
     assert_eq!(done["stdout"], "opened\n");
@@ -452,4 +440,65 @@ fn output_of_a_remote_worker_streams_live_through_the_cli() {
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert_eq!(rest, "second\n");
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_server_restart_leaves_remote_work_alone_and_sigterm_drains_a_worker() {
+    let pg = PgDatabase::new();
+    let s = TestServer::start(&["--workers", "0", "--database-url", &pg.url]);
+    let tmp = shared_tempdir();
+    marker_pack(&tmp.path().join("mark"));
+    assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
+    let mark = tmp.path().join("marks.txt");
+    let mut worker = Worker::start_with(&pg, "wt", &["--shutdown-grace", "2"]);
+    wait_for("a live worker", 30, || {
+        workers_by_state(&s).iter().any(|(_, st)| st == "live")
+    });
+    let submit = |s: &TestServer, pause: f64| {
+        let (st, v) = s.admin(
+            "POST",
+            "/api/v1/executions",
+            Some(&serde_json::json!({"action_ref": "mark.mark", "parameters": {"pause": pause}, "env_vars": {"MARK": mark.to_str().unwrap()}})),
+        );
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    };
+    // The API server restarts while the worker runs two executions: they go on and finish.
+    let a = submit(&s, 4.0);
+    let b = submit(&s, 4.0);
+    wait_for("both running", 30, || {
+        [a, b]
+            .iter()
+            .all(|id| execution(&s, *id)["status"] == "running")
+    });
+    let data = s.data.clone();
+    let mut s = s;
+    let keep = s.tmp_dir.take();
+    drop(s);
+    let s = TestServer::start_in(&data, &["--workers", "0", "--database-url", &pg.url]);
+    for id in [a, b] {
+        assert_eq!(s.wait_final(id, 30)["status"], "succeeded");
+    }
+    // SIGTERM: the worker stops claiming, lets what runs finish within its grace, cancels
+    // the rest, and exits 0.
+    let short = submit(&s, 0.5);
+    let long = submit(&s, 60.0);
+    wait_for("both running", 30, || {
+        [short, long]
+            .iter()
+            .all(|id| execution(&s, *id)["status"] == "running")
+    });
+    assert!(Command::new("kill")
+        .args(["-TERM", &worker.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let queued = submit(&s, 0.0);
+    let status = worker.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(execution(&s, short)["status"], "succeeded");
+    assert_eq!(execution(&s, long)["status"], "canceled");
+    assert_eq!(execution(&s, queued)["status"], "requested");
+    assert!(workers_by_state(&s).contains(&("wt".into(), "stopped".into())));
+    drop(keep);
 }
