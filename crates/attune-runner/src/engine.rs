@@ -338,6 +338,9 @@ pub struct Outcome {
     pub duration: Duration,
     /// Size of the delivered parameter document.
     pub parameter_bytes: usize,
+    /// How long serialising the parameters and writing their file took (stdin: the
+    /// serialising; the pipe is written while the action starts).
+    pub delivery_time: Duration,
     /// Whether the execution directory (and parameter file) was removed.
     pub cleanup_ok: bool,
 }
@@ -480,6 +483,7 @@ impl Runner {
             action: action.action_ref.clone(),
             source,
         };
+        let delivery_start = Instant::now();
         let doc =
             attune_core::format::serialize(&job.parameters, action.format).map_err(|source| {
                 RunError::Format {
@@ -504,6 +508,7 @@ impl Runner {
             }
             Delivery::Stdin => None,
         };
+        let delivery_time = delivery_start.elapsed();
         let env = self.environment(job, exec_dir.path(), param_file.as_deref());
         if let Some(user) = self.sandbox.run_as() {
             exec_dir.give_to(user.uid, user.gid)?;
@@ -616,6 +621,7 @@ impl Runner {
             finished_at,
             duration,
             parameter_bytes: doc.len(),
+            delivery_time,
             cleanup_ok,
         })
     }

@@ -38,6 +38,7 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(cancel_execution))
         .routes(routes!(rerun_execution))
         .routes(routes!(list_workers))
+        .routes(routes!(metrics))
         .merge(crate::api_admin::routes())
 }
 
@@ -541,18 +542,56 @@ async fn list_executions(
     Ok(resp)
 }
 
-/// One execution, with its output.
+/// The longest `wait` of `GET /api/v1/executions/{id}`, in seconds.
+pub const MAX_WAIT_SECS: u32 = 60;
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct GetQuery {
+    /// Answer once the execution has ended, or after this many seconds at the latest
+    /// (default 0: at once). The answer comes as soon as the status changes to a final
+    /// one, without polling.
+    #[param(minimum = 0, maximum = 60, nullable = false)]
+    wait: Option<u32>,
+}
+
+/// One execution, with its output. With `wait`, a long poll: the answer comes when the
+/// execution ends, or after `wait` seconds with its status then.
 #[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
-    params(("id" = i64, Path, description = "the execution's id")),
+    params(("id" = i64, Path, description = "the execution's id"), GetQuery),
     responses((status = 200, body = Execution)))]
 async fn get_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
 ) -> ApiResult {
     caller.require(Role::Viewer)?;
-    Ok(Json(load_execution(&app, &id).await?).into_response())
+    let wait = match q.wait.unwrap_or(0) {
+        n @ 0..=MAX_WAIT_SECS => std::time::Duration::from_secs(u64::from(n)),
+        n => {
+            return Err(Problem::invalid(
+                format!("wait {n} is out of range"),
+                vec![format!("`wait` must be 0 to {MAX_WAIT_SECS} seconds")],
+            ))
+        }
+    };
+    // Subscribed before the first read: no change falls in between.
+    let mut changes = app.store.status_changes();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let exec = load_execution(&app, &id).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if exec.status.is_final() || left.is_zero() {
+            return Ok(Json(exec).into_response());
+        }
+        changes.changed(exec.id, left.min(STATUS_POLL)).await;
+    }
 }
+
+/// The longest a waiter goes without reading the status again, should an announcement be
+/// missed (PostgreSQL's listener reconnecting).
+const STATUS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// 404 for an unknown action, with the nearest registered one if there is one.
 fn no_action(app: &App, action_ref: &str) -> Problem {
@@ -947,10 +986,12 @@ async fn execution_output(
     Query(q): Query<OutputQuery>,
 ) -> ApiResult {
     caller.require(Role::Viewer)?;
+    // Subscribed before the first read: no change falls in between.
+    let changes = app.store.status_changes();
     let exec = load_execution(&app, &id).await?;
     let follow = q.follow.unwrap_or(false);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    tokio::spawn(stream_output(app.clone(), exec, follow, tx));
+    tokio::spawn(stream_output(app.clone(), exec, follow, changes, tx));
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -959,11 +1000,13 @@ async fn execution_output(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
-/// Sends an execution's output: stored if it has ended, live while it runs.
+/// Sends an execution's output: stored if it has ended, live while it runs. Between
+/// states it waits for the status to change (`changes`), not for a timer.
 async fn stream_output(
     app: Arc<App>,
     mut exec: ExecutionRow,
     follow: bool,
+    mut changes: attune_store::StatusChanges,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
     let id = exec.id;
@@ -1033,12 +1076,14 @@ async fn stream_output(
             let _ = tx.send(final_line(&exec)).await;
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(if remote {
-            100
+        // A remote worker's output is read from the database every 100 ms while it runs.
+        let remote_running = remote && exec.status == ExecutionStatus::Running;
+        let poll = if remote_running {
+            std::time::Duration::from_millis(100)
         } else {
-            50
-        }))
-        .await;
+            STATUS_POLL
+        };
+        changes.changed(id, poll).await;
         exec = match app.store.get_execution(id).await {
             Ok(Some(e)) => e,
             _ => return,
@@ -1054,6 +1099,30 @@ async fn stream_output(
 async fn list_workers(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Viewer)?;
     Ok(Json(app.store.list_workers(crate::LEASE.as_secs()).await?).into_response())
+}
+
+/// The content type of `/metrics`.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Metrics in the Prometheus text format (OpenMetrics 1.0): executions by action and
+/// status, execution and queue-wait durations, parameter deliveries by method and format,
+/// parameter sizes, delivery time, parameter-file cleanups, queue depth, live workers and
+/// the sandbox mode. Counters cover what this process's workers ran.
+#[utoipa::path(get, path = "/metrics", tag = "meta", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
+    responses((status = 200, description = "the metrics, one sample a line", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
+async fn metrics(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let depth = app.store.queue_depth().await?;
+    let workers = app.store.list_workers(crate::LEASE.as_secs()).await?;
+    let live = workers.iter().filter(|w| w.state == "live").count() as i64;
+    let text = app.metrics.render(
+        depth,
+        live,
+        app.running_count(),
+        app.runner.sandbox().degraded(),
+    );
+    Ok(([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response())
 }
 
 /// Decodes, validates and stores a pack bundle, then adds it to the catalog.

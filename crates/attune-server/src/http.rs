@@ -40,7 +40,12 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                // Without it, a streamed answer's last small write (the end of a chunked
+                // body) waits for the client's delayed ACK: 40 ms per `attune run`.
+                let _ = stream.set_nodelay(true);
+                stream
+            }
             Err(e) => {
                 // Out of descriptors, say: wait a little rather than spin.
                 tracing::warn!("cannot accept a connection: {e}");

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod catalog;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod secrets;
@@ -102,6 +103,8 @@ pub struct App {
     pub runner: Runner,
     /// Configuration.
     pub config: ServerConfig,
+    /// What `GET /metrics` reports.
+    pub metrics: metrics::Metrics,
     /// Wakes an idle worker when work arrives.
     pub wake: Notify,
     /// Wakes everything at shutdown.
@@ -132,7 +135,8 @@ impl App {
         self.running.lock().ok()?.get(&id).cloned()
     }
 
-    fn running_count(&self) -> usize {
+    /// How many executions this process's workers are running.
+    pub fn running_count(&self) -> usize {
         self.running.lock().map(|m| m.len()).unwrap_or(0)
     }
 
@@ -330,6 +334,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         secrets,
         runner,
         config: config.clone(),
+        metrics: metrics::Metrics::new(),
         wake: Notify::new(),
         shutdown: Notify::new(),
         shutting_down: AtomicBool::new(false),
@@ -350,7 +355,13 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         }
     }
     let background = background_tasks(app.clone(), worker_name.clone(), workers_wanted > 0);
-    let work_listener = (workers_wanted > 0).then(|| tokio::spawn(wake_on_new_work(app.clone())));
+    // On PostgreSQL: new work wakes this process's workers, and the API server hears of
+    // every status change, whoever made it, for the clients waiting on one.
+    let db_listener = tokio::spawn(listen(
+        app.clone(),
+        workers_wanted > 0,
+        role == Role::Server,
+    ));
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..workers_wanted {
         workers.spawn(worker::worker_loop(
@@ -372,9 +383,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         drain_executions(&app).await;
         while workers.join_next().await.is_some() {}
         background.abort();
-        if let Some(l) = &work_listener {
-            l.abort();
-        }
+        db_listener.abort();
         if let Err(e) = app.store.worker_stop(&worker_name).await {
             tracing::warn!("cannot record that worker {worker_name} stopped: {e}");
         }
@@ -428,9 +437,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
     let _ = drain.await;
     while workers.join_next().await.is_some() {}
     background.abort();
-    if let Some(l) = &work_listener {
-        l.abort();
-    }
+    db_listener.abort();
     if workers_wanted > 0 {
         if let Err(e) = app.store.worker_stop(&worker_name).await {
             tracing::warn!("cannot record that worker {worker_name} stopped: {e}");
@@ -479,12 +486,16 @@ async fn stop_signal() {
 }
 
 /// On PostgreSQL, wakes this process's idle workers when any server stores an execution
-/// (LISTEN/NOTIFY); their one-second poll is the fallback while the listener reconnects.
-async fn wake_on_new_work(app: Arc<App>) {
+/// (`work`; their one-second poll is the fallback while the listener reconnects) and
+/// passes status changes on to the clients waiting for them (`status`). Nothing on SQLite.
+async fn listen(app: Arc<App>, work: bool, status: bool) {
+    if !work && !status {
+        return;
+    }
     let mut listener = None;
     loop {
         if listener.is_none() {
-            match app.store.work_listener().await {
+            match app.store.listener(work, status).await {
                 Ok(Some(l)) => listener = Some(l),
                 Ok(None) => return,
                 Err(_) => {
@@ -494,10 +505,10 @@ async fn wake_on_new_work(app: Arc<App>) {
             }
         }
         if let Some(l) = listener.as_mut() {
-            if l.next().await.is_ok() {
-                app.wake.notify_one();
-            } else {
-                listener = None;
+            match l.next().await {
+                Ok(attune_store::Heard::Work) => app.wake.notify_one(),
+                Ok(attune_store::Heard::Status) => {}
+                Err(_) => listener = None,
             }
         }
     }

@@ -117,7 +117,9 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
     }
 }
 
-async fn fail(app: &App, id: i64, from: &[ExecutionStatus], error: String) {
+async fn fail(app: &App, exec: &ExecutionRow, error: String) {
+    app.metrics.ended(&exec.action_ref, ExecutionStatus::Failed);
+    let (id, from) = (exec.id, &[ExecutionStatus::Scheduled]);
     let f = Finish {
         error: Some(error),
         ..Finish::default()
@@ -222,8 +224,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
     let Some(action) = app.catalog.action(&exec.action_ref) else {
         fail(
             app,
-            id,
-            &[Scheduled],
+            &exec,
             format!("action {} is no longer registered", exec.action_ref),
         )
         .await;
@@ -233,12 +234,12 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("execution {id}: {e}");
-            return fail(app, id, &[Scheduled], e.to_string()).await;
+            return fail(app, &exec, e.to_string()).await;
         }
     };
     let env = match EnvVars::new(exec.env_vars.clone()) {
         Ok(e) => e,
-        Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
+        Err(e) => return fail(app, &exec, e.to_string()).await,
     };
     let job = match attune_runner::prepare_job(
         id.to_string(),
@@ -249,7 +250,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         &sealed_names,
     ) {
         Ok(j) => j,
-        Err(e) => return fail(app, id, &[Scheduled], e.to_string()).await,
+        Err(e) => return fail(app, &exec, e.to_string()).await,
     };
     let running = RunningExec {
         cancel: CancelToken::new(),
@@ -283,6 +284,11 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         // status finds every chunk.
         let _ = stop.send(());
         let _ = task.await;
+    }
+    let created_ms = attune_core::execution::parse_rfc3339_ms(&exec.created_at);
+    match &outcome {
+        Ok(o) => app.metrics.ran(&job.action, created_ms, o),
+        Err(_) => app.metrics.ended(&exec.action_ref, Failed),
     }
     let (status, finish) = match outcome {
         Ok(o) => (

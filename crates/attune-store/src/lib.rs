@@ -74,30 +74,89 @@ pub struct Store {
     backend: Backend,
     /// PostgreSQL's URL, for the listener that wakes workers.
     url: Option<String>,
+    /// Status changes, announced to the waiters in this process (see [`StatusChanges`]).
+    status_tx: tokio::sync::broadcast::Sender<i64>,
+}
+
+/// How many status changes a slow waiter may fall behind before it looks again.
+const STATUS_BUFFER: usize = 4096;
+
+/// Announced in place of an id when many executions changed status at once.
+pub const ANY_EXECUTION: i64 = 0;
+
+/// Hears of the status changes of executions: those this process's store made, and on
+/// PostgreSQL those of every process (through a [`Listener`] run by the caller).
+#[derive(Debug)]
+pub struct StatusChanges(tokio::sync::broadcast::Receiver<i64>);
+
+impl StatusChanges {
+    /// Returns once execution `id` may have changed status since this receiver was made
+    /// or last returned, or after `poll` at the latest (a missed announcement, say while
+    /// PostgreSQL's listener reconnects, then costs one `poll`). Subscribe before reading
+    /// the status, so that no change falls in between.
+    pub async fn changed(&mut self, id: i64, poll: Duration) {
+        let deadline = tokio::time::sleep(poll);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                heard = self.0.recv() => match heard {
+                    Ok(x) if x == id || x == ANY_EXECUTION => return,
+                    Ok(_) => {}
+                    // Missed some: look again.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        (&mut deadline).await;
+                        return;
+                    }
+                },
+                _ = &mut deadline => return,
+            }
+        }
+    }
 }
 
 /// The PostgreSQL channel a new execution is announced on.
 const WORK_CHANNEL: &str = "attune_work";
+/// The PostgreSQL channel every status change is announced on, with the execution's id
+/// (migration 0005's trigger).
+const STATUS_CHANNEL: &str = "attune_status";
 
-/// Hears of new executions on PostgreSQL (LISTEN/NOTIFY).
-pub struct WorkListener(sqlx::postgres::PgListener);
+/// What a [`Listener`] heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// A new execution was stored.
+    Work,
+    /// An execution changed status (already announced to this process's waiters).
+    Status,
+}
 
-impl std::fmt::Debug for WorkListener {
+/// Hears of new executions and status changes on PostgreSQL (LISTEN/NOTIFY).
+pub struct Listener {
+    inner: sqlx::postgres::PgListener,
+    status_tx: tokio::sync::broadcast::Sender<i64>,
+}
+
+impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WorkListener")
+        f.write_str("Listener")
     }
 }
 
-impl WorkListener {
-    /// Waits for the next announcement. An error means the connection broke (the
-    /// listener reconnects on the next call; announcements in between are missed, which
-    /// the workers' polling covers).
-    pub async fn next(&mut self) -> Result<()> {
-        self.0.recv().await?;
-        Ok(())
+impl Listener {
+    /// Waits for the next announcement; a status change is passed on to this process's
+    /// [`StatusChanges`]. An error means the connection broke: make a new listener
+    /// (announcements in between are missed, which the callers' polling covers).
+    pub async fn next(&mut self) -> Result<Heard> {
+        let n = self.inner.recv().await?;
+        if n.channel() == STATUS_CHANNEL {
+            if let Ok(id) = n.payload().parse::<i64>() {
+                let _ = self.status_tx.send(id);
+            }
+            return Ok(Heard::Status);
+        }
+        Ok(Heard::Work)
     }
 }
-
 /// A registered pack.
 #[derive(Debug, Clone)]
 pub struct PackRow {
@@ -326,6 +385,7 @@ impl Store {
             read,
             backend: Backend::Sqlite,
             url: None,
+            status_tx: tokio::sync::broadcast::channel(STATUS_BUFFER).0,
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -345,6 +405,7 @@ impl Store {
             pool,
             backend: Backend::Postgres,
             url: Some(url.to_string()),
+            status_tx: tokio::sync::broadcast::channel(STATUS_BUFFER).0,
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -355,15 +416,34 @@ impl Store {
         self.backend
     }
 
-    /// On PostgreSQL, a connection that hears of each new execution (`None` on SQLite,
-    /// where the server's own workers are woken in process): call [`WorkListener::next`].
-    pub async fn work_listener(&self) -> Result<Option<WorkListener>> {
+    /// On PostgreSQL, a connection that hears of each new execution (`work`) and of every
+    /// status change (`status`): call [`Listener::next`]. `None` on SQLite, where this
+    /// process is the only one and announces its own changes.
+    pub async fn listener(&self, work: bool, status: bool) -> Result<Option<Listener>> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
         let mut l = sqlx::postgres::PgListener::connect(url).await?;
-        l.listen(WORK_CHANNEL).await?;
-        Ok(Some(WorkListener(l)))
+        let channels = [(work, WORK_CHANNEL), (status, STATUS_CHANNEL)];
+        l.listen_all(channels.iter().filter(|c| c.0).map(|c| c.1))
+            .await?;
+        // Whatever changed before it listened is looked at again.
+        let _ = self.status_tx.send(ANY_EXECUTION);
+        Ok(Some(Listener {
+            inner: l,
+            status_tx: self.status_tx.clone(),
+        }))
+    }
+
+    /// Hears of status changes from now on (see [`StatusChanges::changed`]).
+    pub fn status_changes(&self) -> StatusChanges {
+        StatusChanges(self.status_tx.subscribe())
+    }
+
+    /// Tells this process's waiters that execution `id` (or [`ANY_EXECUTION`]) changed
+    /// status. The store's own writes call it; on PostgreSQL the trigger tells the others.
+    fn announce(&self, id: i64) {
+        let _ = self.status_tx.send(id);
     }
 
     /// Starts a write transaction. SQLite: `BEGIN IMMEDIATE` takes the write lock at once,
@@ -571,11 +651,16 @@ impl Store {
              RETURNING {EXECUTION_COLUMNS}"
         )))
         .bind(worker);
-        self.write_returning(q)
+        let claimed = self
+            .write_returning(q)
             .await?
             .as_ref()
             .map(decode_execution)
-            .transpose()
+            .transpose()?;
+        if let Some(e) = &claimed {
+            self.announce(e.id);
+        }
+        Ok(claimed)
     }
 
     /// Moves `id` from `from` to `to` if it is still in `from`; true if it did.
@@ -595,7 +680,11 @@ impl Store {
         .bind(from.as_str())
         .execute(&self.pool)
         .await?;
-        Ok(r.rows_affected() == 1)
+        let moved = r.rows_affected() == 1;
+        if moved {
+            self.announce(id);
+        }
+        Ok(moved)
     }
 
     /// Writes the final status and outcome if the execution is still in one of `from`.
@@ -633,7 +722,11 @@ impl Store {
         for st in from {
             q = q.bind(st.as_str());
         }
-        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+        let done = q.execute(&self.pool).await?.rows_affected() == 1;
+        if done {
+            self.announce(id);
+        }
+        Ok(done)
     }
 
     /// Marks every execution that a previous run of this server had scheduled or running
@@ -647,7 +740,19 @@ impl Store {
         .bind(reason)
         .execute(&self.pool)
         .await?;
+        if r.rows_affected() > 0 {
+            self.announce(ANY_EXECUTION);
+        }
         Ok(r.rows_affected())
+    }
+
+    /// Executions requested and not yet claimed.
+    pub async fn queue_depth(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM executions WHERE status = 'requested'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     /// Number of executions per status.

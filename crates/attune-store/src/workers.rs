@@ -70,6 +70,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        if swept > 0 {
+            self.announce(crate::ANY_EXECUTION);
+        }
         Ok(swept)
     }
 
@@ -118,6 +121,9 @@ impl Store {
         .bind(lease_secs as i64)
         .execute(&self.pool)
         .await?;
+        if r.rows_affected() > 0 {
+            self.announce(crate::ANY_EXECUTION);
+        }
         Ok(r.rows_affected())
     }
 

@@ -45,6 +45,59 @@ pub enum Command {
     /// Run a worker on a shared PostgreSQL database (`attune worker --database-url …`), or
     /// list the workers (`attune worker list`).
     Worker(WorkerArgs),
+    /// Measure: N executions of a trivial bash action through the API against the same
+    /// script spawned directly, in one run (throughput, latency percentiles, the ratio).
+    Bench(BenchArgs),
+}
+
+/// `attune bench`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Without --url or --database-url it starts a server with SQLite in a temporary directory (removed afterwards), as many embedded workers as --concurrency. The baseline spawns `bash` on the same script with the same parameter bytes (stdin, or a 0400 file) at the same concurrency. Exits 1 if any run failed."
+)]
+pub struct BenchArgs {
+    /// How many executions (and as many direct spawns for the baseline).
+    #[arg(short = 'n', long = "executions", value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub executions: u32,
+
+    /// How many at once: client threads, and the started server's embedded workers.
+    #[arg(short = 'c', long, value_name = "C", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// Bench a running server instead (ATTUNE_TOKEN: an admin token; the bench pack
+    /// `attune_bench` is registered there).
+    #[arg(long, value_name = "URL", conflicts_with = "database_url")]
+    pub url: Option<String>,
+
+    /// Start the server on this PostgreSQL database with `--workers` `attune worker`
+    /// processes (use a scratch database: the bench pack and executions stay in it).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// With --database-url: how many worker processes.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+
+    /// A string parameter of this size: 0, 4k, 64MiB… (powers of 1024, at most 1 GiB).
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = crate::cmd::bench::parse_size)]
+    pub payload: u64,
+
+    /// How the action gets its parameters.
+    #[arg(long, value_name = "HOW", default_value = "stdin", value_parser = ["stdin", "file"])]
+    pub delivery: String,
+
+    /// Their format.
+    #[arg(long, value_name = "FORMAT", default_value = "json", value_parser = ["json", "dotenv", "yaml"])]
+    pub format: String,
+
+    /// Also time this many `attune run core.noop` against the server, each next to an
+    /// `attune run --local core.noop` (0: skip).
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub cli_runs: u32,
+
+    /// Output format: a table, or JSON/YAML for machines.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// `attune worker`.

@@ -172,6 +172,21 @@ impl Client {
         self.json(r)
     }
 
+    /// `POST path` with a body that is already JSON text → JSON.
+    pub fn post_json_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &[u8],
+    ) -> Result<T, CliError> {
+        let r = self
+            .agent
+            .post(self.url(path))
+            .with(self)
+            .content_type("application/json")
+            .send(body);
+        self.json(r)
+    }
+
     /// `DELETE path`, expecting no content.
     pub fn delete(&self, path: &str) -> Result<(), CliError> {
         let r = self

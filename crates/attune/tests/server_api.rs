@@ -474,3 +474,129 @@ fn sigterm_and_restart(mut s: TestServer) -> TestServer {
     restarted.tmp_dir = s.tmp_dir.take();
     restarted
 }
+
+/// The value of the sample `name{labels…}` in a Prometheus text exposition (0 if absent).
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_count_what_ran_by_action_status_and_delivery_and_never_show_a_value() {
+    let s = TestServer::ready();
+    let tmp = shared_tempdir();
+    let pack = one_action_pack(
+        tmp.path(),
+        "met",
+        "fy",
+        "runner_type: shell\nparameter_delivery: file\nparameter_format: yaml\nparameters:\n  pw: {type: string, secret: true}\n  n: {type: integer}\n",
+        "fy.sh",
+        "grep -Eq '^\"?n\"?: 3$' \"$ATTUNE_PARAMETER_FILE\" && exit 3\ngrep -Eq '^\"?pw\"?: ' \"$ATTUNE_PARAMETER_FILE\"\n",
+    );
+    let (st, v) = s.register(&pack);
+    assert_eq!(st, 201, "{v}");
+    let viewer = s.token_for("viewer");
+    let run = |body: serde_json::Value| {
+        let (st, v) = s.admin("POST", "/api/v1/executions", Some(&body));
+        assert_eq!(st, 201, "{v}");
+        s.wait_final(v["id"].as_i64().unwrap(), 30)
+    };
+    let secret = "m3tr1cs-s3cr3t-value";
+    for n in [1, 2, 3] {
+        let e = run(json!({"action_ref": "met.fy", "parameters": {"pw": secret, "n": n}}));
+        let ok = if n == 3 { "failed" } else { "succeeded" };
+        assert_eq!(e["status"], ok, "{e}");
+    }
+    run(json!({"action_ref": "core.noop", "parameters": {}}));
+
+    let (st, _) = s.call("GET", "/metrics", None, None);
+    assert_eq!(st, 401);
+    let resp = ureq::get(&format!("{}/metrics", s.url))
+        .header("Authorization", format!("Bearer {viewer}"))
+        .call()
+        .unwrap();
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    let text = resp.into_body().read_to_string().unwrap();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let get = |k: &str| sample(&text, k);
+    // The script fails when n is 3, and succeeds when its YAML file holds pw.
+    assert_eq!(
+        get(r#"attune_executions_total{action="met.fy",status="succeeded"}"#),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        get(r#"attune_executions_total{action="met.fy",status="failed"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"attune_executions_total{action="core.noop",status="succeeded"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"attune_parameter_deliveries_total{method="file",format="yaml"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"attune_parameter_deliveries_total{method="stdin",format="json"}"#),
+        1.0
+    );
+    assert_eq!(get(r#"attune_parameter_cleanups_total{result="ok"}"#), 4.0);
+    assert_eq!(
+        get(r#"attune_parameter_cleanups_total{result="failed"}"#),
+        0.0
+    );
+    assert_eq!(get("attune_queue_wait_seconds_count"), 4.0);
+    assert_eq!(get("attune_parameter_size_bytes_count"), 4.0);
+    assert_eq!(
+        get(r#"attune_execution_duration_seconds_count{action="met.fy"}"#),
+        3.0
+    );
+    assert_eq!(get("attune_queue_depth"), 0.0);
+    assert_eq!(get("attune_live_workers"), 1.0);
+    assert_eq!(
+        get(r#"attune_sandbox{mode="enforced"}"#) + get(r#"attune_sandbox{mode="degraded"}"#),
+        1.0
+    );
+    assert!(!text.contains(secret));
+    // The metrics route is in the OpenAPI document, for viewers.
+    let (_, doc) = s.admin("GET", "/api/v1/openapi.json", None);
+    assert_eq!(doc["paths"]["/metrics"]["get"]["x-attune-role"], "viewer");
+}
+
+#[test]
+fn a_long_poll_answers_when_the_execution_ends() {
+    let s = TestServer::ready();
+    let (st, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 1}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    // Without wait: at once, not yet ended.
+    let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}"), None);
+    assert_eq!(st, 200);
+    assert!(["requested", "scheduled", "running"].contains(&v["status"].as_str().unwrap()));
+    // With wait: the final record, in one request.
+    let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}?wait=30"), None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "succeeded", "{v}");
+    // A wait that ends first answers with the status then.
+    let (_, v) = s.admin(
+        "POST",
+        "/api/v1/executions",
+        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 30}})),
+    );
+    let id = v["id"].as_i64().unwrap();
+    let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}?wait=1"), None);
+    assert_eq!(st, 200);
+    assert!(["requested", "scheduled", "running"].contains(&v["status"].as_str().unwrap()));
+    let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}?wait=61"), None);
+    assert_eq!(st, 422, "{v}");
+    assert!(v["errors"][0].as_str().unwrap().contains("0 to 60"), "{v}");
+    s.admin("POST", &format!("/api/v1/executions/{id}/cancel"), None);
+}

@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod audit;
+pub mod bench;
 pub mod execution;
 pub mod pack;
 pub mod params;
@@ -30,6 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Secret(args) => secret::run(args, &data_dir),
         Command::Audit(args) => audit::run(args, &data_dir),
         Command::Worker(args) => worker::run(args, data_dir),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

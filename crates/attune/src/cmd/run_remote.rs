@@ -13,7 +13,6 @@ use attune_core::ParamSchema;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Runs `attune run` (without `--local`).
 pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
@@ -114,9 +113,9 @@ fn schema_of(action_ref: &str, action: &Value) -> Result<ParamSchema, CliError> 
     })
 }
 
-/// Polls the execution until it has ended.
+/// Waits until the execution has ended: long polls of 20 s, answered as soon as it ends.
 fn wait_final(client: &Client, id: &str) -> Result<Final, CliError> {
-    let path = exec_path(id, "")?;
+    let path = format!("{}?wait=20", exec_path(id, "")?);
     loop {
         let exec: Value = client.get(&path)?;
         let status = exec
@@ -145,7 +144,6 @@ fn wait_final(client: &Client, id: &str) -> Result<Final, CliError> {
                     .map(str::to_string),
             });
         }
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

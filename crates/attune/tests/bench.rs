@@ -1,0 +1,109 @@
+//! `attune bench` end to end: it starts its own server (SQLite, or PostgreSQL with worker
+//! processes), runs the executions and the direct-spawn baseline, and reports both. Only
+//! that it measures what it says is checked here: figures are for the note, never asserted.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = state_dir();
+    let out = Command::new(bin())
+        .arg("bench")
+        .args(args)
+        .args(["-o", "json"])
+        .env("ATTUNE_BENCH_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // It leaves nothing behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+fn check(r: &serde_json::Value, n: u64) {
+    for side in ["direct_spawn", "attune"] {
+        assert_eq!(r[side]["count"], n, "{r}");
+        assert_eq!(r[side]["failed"], 0, "{r}");
+        let (p50, p99) = (
+            r[side]["p50_ms"].as_f64().unwrap(),
+            r[side]["p99_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p50 <= p99, "{r}");
+        assert!(r[side]["per_second"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(r["throughput_ratio"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["server_side"]["run_p50_ms"].as_i64().is_some(), "{r}");
+}
+
+#[test]
+fn bench_measures_the_api_against_direct_spawns_on_sqlite_with_a_payload_file() {
+    let r = bench(&[
+        "-n",
+        "30",
+        "-c",
+        "2",
+        "--cli-runs",
+        "2",
+        "--delivery",
+        "file",
+        "--format",
+        "yaml",
+        "--payload",
+        "4k",
+    ]);
+    check(&r, 30);
+    assert_eq!(r["delivery"], "file");
+    assert_eq!(r["format"], "yaml");
+    assert_eq!(r["payload_bytes"], 4096);
+    assert!(r["document_bytes"].as_u64().unwrap() > 4096);
+    assert_eq!(r["server"], "SQLite, embedded workers");
+    assert_eq!(r["cli"]["runs"], 2);
+    assert!(r["cli"]["remote_p50_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_runs_on_postgresql_with_worker_processes() {
+    let pg = PgDatabase::new();
+    let r = bench(&[
+        "-n",
+        "30",
+        "-c",
+        "3",
+        "--cli-runs",
+        "0",
+        "--database-url",
+        &pg.url,
+        "--workers",
+        "2",
+    ]);
+    check(&r, 30);
+    assert_eq!(r["server"], "PostgreSQL, 2 worker processes");
+    assert!(r["cli"].is_null());
+    // Both worker processes took part, and nothing else ran the bench's executions.
+    let by_worker = psql(
+        &pg.url,
+        "SELECT COUNT(DISTINCT worker) FROM executions WHERE action_ref = 'attune_bench.trivial'",
+    );
+    assert_eq!(by_worker.trim(), "2");
+}
+
+#[test]
+fn bench_refuses_bad_arguments_in_one_line() {
+    for (args, says) in [
+        (&["--payload", "3X"][..], "unit must be k, M or G"),
+        (&["--url", "http://127.0.0.1:1"][..], "ATTUNE_TOKEN"),
+        (&["-c", "0"][..], "0 is not in 1..=1024"),
+    ] {
+        let out = Command::new(bin())
+            .arg("bench")
+            .args(args)
+            .env_remove("ATTUNE_TOKEN")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
