@@ -4,14 +4,16 @@
 //! The test re-runs its own binary as a child for each call. The child opens the store,
 //! makes one call, prints what the call returned and kills itself with SIGKILL before
 //! anything else can run (no destructor, no later statement that might commit for it).
-//! The parent then opens the same database and checks the effect is there.
+//! The parent then opens the same database and checks the effect is there. On SQLite
+//! (a file) and on PostgreSQL (a fresh database).
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use attune_core::ExecutionStatus;
 use attune_store::{AuditEntry, AuditFilter, Finish, NewExecution, PackRow, Store};
 use serde_json::{json, Map};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CHILD_OP: &str = "ATTUNE_STORE_CRASH_OP";
@@ -53,9 +55,9 @@ fn pack(name: &str) -> PackRow {
 }
 
 /// The child: one call, print its result, SIGKILL.
-async fn child(op: &str, db: &Path) {
+async fn child(op: &str, db: &str) {
     use ExecutionStatus::*;
-    let store = Store::open_sqlite(db).await.unwrap();
+    let store = Store::open(db).await.unwrap();
     let arg = |i: usize| op.split(':').nth(i).unwrap_or_default().to_string();
     let id = || arg(1).parse::<i64>().unwrap();
     let out = match arg(0).as_str() {
@@ -110,14 +112,9 @@ async fn child(op: &str, db: &Path) {
 
 /// Runs `op` in a child that dies by SIGKILL right after the call returns; returns what
 /// the call returned.
-fn in_child(db: &Path, op: &str) -> serde_json::Value {
+fn in_child(db: &str, test: &str, op: &str) -> serde_json::Value {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_returned_write_survives_sigkill_right_after_the_call",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(CHILD_OP, op)
         .env(CHILD_DB, db)
         .output()
@@ -137,9 +134,9 @@ fn in_child(db: &Path, op: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap()
 }
 
-fn status(rt: &tokio::runtime::Runtime, db: &Path, id: i64) -> ExecutionStatus {
+fn status(rt: &tokio::runtime::Runtime, db: &str, id: i64) -> ExecutionStatus {
     rt.block_on(async {
-        let s = Store::open_sqlite(db).await.unwrap();
+        let s = Store::open(db).await.unwrap();
         s.get_execution(id)
             .await
             .unwrap()
@@ -148,25 +145,66 @@ fn status(rt: &tokio::runtime::Runtime, db: &Path, id: i64) -> ExecutionStatus {
     })
 }
 
-#[test]
-fn a_returned_write_survives_sigkill_right_after_the_call() {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    if let (Ok(op), Some(db)) = (std::env::var(CHILD_OP), std::env::var_os(CHILD_DB)) {
-        rt.block_on(child(&op, &PathBuf::from(db)));
+        .unwrap()
+}
+
+/// In a child: the one call it was started for. Returns whether this is one.
+fn as_child(rt: &tokio::runtime::Runtime) -> bool {
+    match (std::env::var(CHILD_OP), std::env::var(CHILD_DB)) {
+        (Ok(op), Ok(db)) => {
+            rt.block_on(child(&op, &db));
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn a_returned_write_survives_sigkill_right_after_the_call() {
+    let rt = runtime();
+    if as_child(&rt) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("attune.db");
-    let open = || rt.block_on(Store::open_sqlite(&db)).unwrap();
+    crash_rounds(
+        &rt,
+        db.to_str().unwrap(),
+        "a_returned_write_survives_sigkill_right_after_the_call",
+        ROUNDS,
+    );
+}
+
+#[test]
+fn a_returned_write_survives_sigkill_right_after_the_call_on_postgresql() {
+    let rt = runtime();
+    if as_child(&rt) {
+        return;
+    }
+    let pg = rt.block_on(common::PgDatabase::new());
+    crash_rounds(
+        &rt,
+        &pg.url,
+        "a_returned_write_survives_sigkill_right_after_the_call_on_postgresql",
+        4,
+    );
+}
+
+/// `rounds` rounds of every durable call, each in a child killed right after it returns.
+fn crash_rounds(rt: &tokio::runtime::Runtime, db: &str, test: &str, rounds: usize) {
+    let open = || rt.block_on(Store::open(db)).unwrap();
+    let in_child = |op: &str| in_child(db, test, op);
+    let status = |id: i64| status(rt, db, id);
     drop(open());
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         // An acknowledged execution exists, in status requested.
-        let id = in_child(&db, "insert_execution").as_i64().unwrap();
+        let id = in_child("insert_execution").as_i64().unwrap();
         assert_eq!(
-            status(&rt, &db, id),
+            status(id),
             ExecutionStatus::Requested,
             "round {round}: insert_execution returned {id}, which is gone after the kill"
         );
@@ -184,44 +222,34 @@ fn a_returned_write_survives_sigkill_right_after_the_call() {
         );
         // A claim the worker acts on is committed: after a crash the execution is
         // scheduled (and so abandoned at the next start), never requested again.
-        let claimed = in_child(&db, "claim_next").as_i64().unwrap();
+        let claimed = in_child("claim_next").as_i64().unwrap();
         assert_eq!(claimed, id, "round {round}");
-        let s = status(&rt, &db, id);
+        let s = status(id);
         assert_eq!(
             s,
             ExecutionStatus::Scheduled,
             "round {round}: claim of {id} lost by the kill: a restart would run it again"
         );
-        assert_eq!(in_child(&db, &format!("start:{id}")), json!(true));
-        assert_eq!(
-            status(&rt, &db, id),
-            ExecutionStatus::Running,
-            "round {round}"
-        );
-        assert_eq!(in_child(&db, &format!("finish:{id}")), json!(true));
-        assert_eq!(
-            status(&rt, &db, id),
-            ExecutionStatus::Succeeded,
-            "round {round}"
-        );
+        assert_eq!(in_child(&format!("start:{id}")), json!(true));
+        assert_eq!(status(id), ExecutionStatus::Running, "round {round}");
+        assert_eq!(in_child(&format!("finish:{id}")), json!(true));
+        assert_eq!(status(id), ExecutionStatus::Succeeded, "round {round}");
 
         let name = format!("tok{round}");
-        let tid = in_child(&db, &format!("insert_token:{name}"))
-            .as_i64()
-            .unwrap();
+        let tid = in_child(&format!("insert_token:{name}")).as_i64().unwrap();
         let row = rt
             .block_on(open().token_by_hash(&name))
             .unwrap()
             .unwrap_or_else(|| panic!("round {round}: token {tid} lost by the kill"));
         assert_eq!(row.id, tid);
-        assert_eq!(in_child(&db, &format!("revoke_token:{name}")), json!(1));
+        assert_eq!(in_child(&format!("revoke_token:{name}")), json!(1));
         assert!(
             rt.block_on(open().token_by_hash(&name)).unwrap().is_none(),
             "round {round}: a revocation was lost by the kill"
         );
 
         let secret = format!("s{round}");
-        assert_eq!(in_child(&db, &format!("put_secret:{secret}")), json!(true));
+        assert_eq!(in_child(&format!("put_secret:{secret}")), json!(true));
         let found = rt
             .block_on(open().find_secret(&secret, &["global".into()]))
             .unwrap();
@@ -231,10 +259,10 @@ fn a_returned_write_survives_sigkill_right_after_the_call() {
         );
 
         let p = format!("pack{round}");
-        in_child(&db, &format!("put_pack:{p}"));
+        in_child(&format!("put_pack:{p}"));
         let packs = rt.block_on(open().list_packs()).unwrap();
         assert!(packs.iter().any(|r| r.pack_ref == p), "round {round}");
-        assert_eq!(in_child(&db, &format!("delete_pack:{p}")), json!(true));
+        assert_eq!(in_child(&format!("delete_pack:{p}")), json!(true));
         let packs = rt.block_on(open().list_packs()).unwrap();
         assert!(!packs.iter().any(|r| r.pack_ref == p), "round {round}");
     }
@@ -248,7 +276,7 @@ fn a_returned_write_survives_sigkill_right_after_the_call() {
         .unwrap()
         .id;
     rt.block_on(open().claim_next("w")).unwrap();
-    assert_eq!(in_child(&db, "abandon_in_flight"), json!(1));
-    assert_eq!(status(&rt, &db, a), ExecutionStatus::Abandoned);
-    assert_eq!(status(&rt, &db, b), ExecutionStatus::Requested);
+    assert_eq!(in_child("abandon_in_flight"), json!(1));
+    assert_eq!(status(a), ExecutionStatus::Abandoned);
+    assert_eq!(status(b), ExecutionStatus::Requested);
 }

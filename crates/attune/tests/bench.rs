@@ -60,6 +60,7 @@ fn bench_measures_the_api_against_direct_spawns_on_sqlite_with_a_payload_file() 
     assert_eq!(r["payload_bytes"], 4096);
     assert!(r["document_bytes"].as_u64().unwrap() > 4096);
     assert_eq!(r["server"], "SQLite, embedded workers");
+    assert!(r["server_peak_rss_mib"].as_f64().unwrap() > 1.0, "{r}");
     assert_eq!(r["cli"]["runs"], 2);
     assert!(r["cli"]["remote_p50_ms"].as_f64().unwrap() > 0.0);
 }

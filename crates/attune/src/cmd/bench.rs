@@ -417,6 +417,20 @@ fn median_i64(mut v: Vec<i64>) -> Option<i64> {
     v.get(v.len() / 2).copied()
 }
 
+/// The peak resident memory of process `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
 /// `attune run core.noop` against the server and `attune run --local core.noop`, in turn.
 fn cli_runs(n: u32, url: &str, token: &str, dir: &Path) -> Result<Value, CliError> {
     let exe = std::env::current_exe()
@@ -512,6 +526,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         0 => Value::Null,
         k => cli_runs(k, &url, &token, &dir)?,
     };
+    // The started server's peak memory (kernel accounting: VmHWM), before it stops.
+    let server_rss = started.0.first().and_then(|c| peak_rss_mib(c.id()));
     drop(started);
 
     let d = summary(&direct, direct_wall);
@@ -541,6 +557,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         "attune": a,
         "throughput_ratio": a["per_second"].as_f64().unwrap_or(0.0) / d["per_second"].as_f64().unwrap_or(1.0).max(1e-9),
         "server_side": server_side,
+        "server_peak_rss_mib": server_rss,
         "cli": cli,
     });
     if args.output != OutputFormat::Table {
@@ -597,6 +614,9 @@ fn print_report(r: &Value) {
         s["run_p50_ms"],
         s["finish_to_client_p50_ms"]
     );
+    if let Some(rss) = r["server_peak_rss_mib"].as_f64() {
+        println!("server peak RSS: {rss:.1} MiB");
+    }
     let c = &r["cli"];
     if !c.is_null() {
         println!(
