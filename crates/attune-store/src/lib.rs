@@ -461,24 +461,36 @@ impl Store {
         Ok(())
     }
 
-    /// Runs one write with `RETURNING` in an explicit transaction and hands back its row
-    /// (at most one) only after the COMMIT has returned: what the caller acts on is durable.
+    /// Runs one write with `RETURNING` and hands back its row (at most one) only once it
+    /// is committed: what the caller acts on is durable.
     ///
     /// Never `fetch_one`/`fetch_optional` such a statement outside a transaction. SQLite
     /// commits an autocommit statement when the statement completes, and sqlx's SQLite
     /// driver has handed back the first row of `… RETURNING` before completing it (sqlx
-    /// issue 3430): the caller could act on a row that a crash then takes back.
-    /// `BEGIN IMMEDIATE` takes the write lock at once, so the statement cannot fail on a
-    /// read-to-write upgrade. `tests/crash.rs` kills the process right after each such call
-    /// returns and checks the row is there.
+    /// issue 3430): the caller could act on a row that a crash then takes back. `fetch_all`
+    /// steps it to completion, so on SQLite the autocommit statement has committed when it
+    /// returns; on PostgreSQL it runs in an explicit transaction, committed before this
+    /// returns. `tests/crash.rs` kills the process right after each such call returns and
+    /// checks the row is there, on both.
     async fn write_returning<'q>(
         &self,
         q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<Option<AnyRow>> {
-        let mut tx = self.begin_write().await?;
         // fetch_all steps the statement to completion.
-        let mut rows = q.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let mut rows = match self.backend {
+            // The pool's one connection is the only writer of the file (one server per
+            // data dir, readers open it read-only): an autocommit statement stepped to
+            // completion has committed when fetch_all returns, and no other writer can
+            // make it fail on a lock upgrade. One round trip to the connection's thread
+            // instead of three.
+            Backend::Sqlite => q.fetch_all(&self.pool).await?,
+            Backend::Postgres => {
+                let mut tx = self.begin_write().await?;
+                let rows = q.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+        };
         if rows.len() > 1 {
             return Err(StoreError::Database(format!(
                 "a single-row write returned {} rows",
@@ -562,6 +574,14 @@ impl Store {
         .bind(&e.requested_by)
         .bind(e.rerun_of)
         .bind(now());
+        if self.backend == Backend::Sqlite && audit.is_none() {
+            // One statement: committed when it returns (see `write_returning`).
+            let row = self
+                .write_returning(q)
+                .await?
+                .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
+            return decode_execution(&row);
+        }
         let mut tx = self.begin_write().await?;
         // fetch_all steps the statement to completion (see `write_returning`).
         let rows = q.fetch_all(&mut *tx).await?;

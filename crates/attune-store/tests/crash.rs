@@ -68,6 +68,9 @@ async fn child(op: &str, db: &str) {
                 .unwrap()
                 .id
         ),
+        "insert_execution_plain" => {
+            json!(store.insert_execution(&new_exec(), None).await.unwrap().id)
+        }
         "claim_next" => json!(store.claim_next("w-crash").await.unwrap().map(|e| e.id)),
         "start" => json!(store.transition(id(), Scheduled, Running).await.unwrap()),
         "finish" => {
@@ -220,6 +223,13 @@ fn crash_rounds(rt: &tokio::runtime::Runtime, db: &str, test: &str, rounds: usiz
             audit.iter().any(|e| e.subject == format!("execution {id}")),
             "round {round}: execution {id} kept, its audit entry lost"
         );
+        // Without an audit entry (one statement on SQLite) likewise.
+        let plain = in_child("insert_execution_plain").as_i64().unwrap();
+        assert_eq!(
+            status(plain),
+            ExecutionStatus::Requested,
+            "round {round}: insert_execution returned {plain}, which is gone after the kill"
+        );
         // A claim the worker acts on is committed: after a crash the execution is
         // scheduled (and so abandoned at the next start), never requested again.
         let claimed = in_child("claim_next").as_i64().unwrap();
@@ -230,6 +240,20 @@ fn crash_rounds(rt: &tokio::runtime::Runtime, db: &str, test: &str, rounds: usiz
             ExecutionStatus::Scheduled,
             "round {round}: claim of {id} lost by the kill: a restart would run it again"
         );
+        // The newer one next; then it is done with.
+        assert_eq!(
+            in_child("claim_next").as_i64(),
+            Some(plain),
+            "round {round}"
+        );
+        assert_eq!(status(plain), ExecutionStatus::Scheduled, "round {round}");
+        let done = rt.block_on(open().finish(
+            plain,
+            &[ExecutionStatus::Scheduled],
+            ExecutionStatus::Canceled,
+            &Finish::default(),
+        ));
+        assert!(done.unwrap());
         assert_eq!(in_child(&format!("start:{id}")), json!(true));
         assert_eq!(status(id), ExecutionStatus::Running, "round {round}");
         assert_eq!(in_child(&format!("finish:{id}")), json!(true));
