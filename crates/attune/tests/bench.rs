@@ -63,6 +63,9 @@ fn bench_measures_the_api_against_direct_spawns_on_sqlite_with_a_payload_file() 
     assert!(r["server_peak_rss_mib"].as_f64().unwrap() > 1.0, "{r}");
     assert_eq!(r["cli"]["runs"], 2);
     assert!(r["cli"]["remote_p50_ms"].as_f64().unwrap() > 0.0);
+    // The floor of `run --local`: attune-spawn-floor, built next to attune.
+    assert!(r["cli"]["floor_p50_ms"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["cli"]["local_to_floor"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

@@ -431,48 +431,88 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// `attune run core.noop` against the server and `attune run --local core.noop`, in turn.
+/// `attune run core.noop` against the server, `attune run --local core.noop`, and the floor
+/// of the latter (`attune-spawn-floor`: the same script and stdin, spawned by a minimal
+/// program), in turn.
 fn cli_runs(n: u32, url: &str, token: &str, dir: &Path) -> Result<Value, CliError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Remote,
+        Local,
+        Floor,
+    }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::failure(format!("cannot find the attune binary: {e}")))?;
+    let floor_exe = Some(exe.with_file_name("attune-spawn-floor")).filter(|f| f.is_file());
+    // core.noop's script and the document it is given.
+    let noop = dir.join("noop.sh");
+    let doc = dir.join("noop.json");
+    std::fs::write(&noop, "#!/usr/bin/env bash\nexit 0\n").map_err(CliError::failure)?;
+    std::fs::write(&doc, "{}\n").map_err(CliError::failure)?;
     let local_data = dir.join("local");
-    let time = |remote: bool| -> Result<f64, CliError> {
-        let mut cmd = Command::new(&exe);
+    let time = |kind: Kind| -> Result<f64, CliError> {
+        let mut cmd = Command::new(match (kind, &floor_exe) {
+            (Kind::Floor, Some(f)) => f,
+            _ => &exe,
+        });
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if remote {
-            cmd.args(["run", "core.noop"])
-                .env("ATTUNE_URL", url)
-                .env("ATTUNE_TOKEN", token);
-        } else {
-            cmd.arg("--data-dir")
-                .arg(&local_data)
-                .args(["run", "--local", "core.noop"]);
-        }
+        let what = match kind {
+            Kind::Remote => {
+                cmd.args(["run", "core.noop"])
+                    .env("ATTUNE_URL", url)
+                    .env("ATTUNE_TOKEN", token);
+                "attune run core.noop"
+            }
+            Kind::Local => {
+                cmd.arg("--data-dir")
+                    .arg(&local_data)
+                    .args(["run", "--local", "core.noop"]);
+                "attune run --local core.noop"
+            }
+            Kind::Floor => {
+                cmd.arg(&noop).arg(&doc);
+                "attune-spawn-floor"
+            }
+        };
         let t0 = Instant::now();
-        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-        if !ok {
+        if !cmd.status().map(|s| s.success()).unwrap_or(false) {
             return Err(CliError::failure(format!(
-                "`attune run{} core.noop` failed during the bench",
-                if remote { "" } else { " --local" }
+                "`{what}` failed during the bench"
             )));
         }
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     };
-    let bar = progress(u64::from(n) * 2, "cli");
-    let (mut remote, mut local) = (Vec::new(), Vec::new());
+    let kinds: Vec<Kind> = [Kind::Remote, Kind::Local, Kind::Floor]
+        .into_iter()
+        .filter(|k| *k != Kind::Floor || floor_exe.is_some())
+        .collect();
+    let bar = progress(u64::from(n) * kinds.len() as u64, "cli");
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     for _ in 0..n {
-        remote.push(time(true)?);
-        bar.inc(1);
-        local.push(time(false)?);
-        bar.inc(1);
+        for (i, k) in kinds.iter().enumerate() {
+            times[i].push(time(*k)?);
+            bar.inc(1);
+        }
     }
     bar.finish_and_clear();
-    remote.sort_by(f64::total_cmp);
-    local.sort_by(f64::total_cmp);
-    let (r, l) = (pct(&remote, 50.0), pct(&local, 50.0));
-    Ok(json!({"runs": n, "remote_p50_ms": r, "local_p50_ms": l, "ratio": r / l}))
+    let mut p50 = |i: usize| {
+        times.get_mut(i).map(|v| {
+            v.sort_by(f64::total_cmp);
+            pct(v, 50.0)
+        })
+    };
+    let (r, l, floor) = (p50(0), p50(1), p50(2));
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    Ok(json!({
+        "runs": n,
+        "remote_p50_ms": r,
+        "local_p50_ms": l,
+        "ratio": ratio(r, l),
+        "floor_p50_ms": floor,
+        "local_to_floor": ratio(l, floor),
+    }))
 }
 
 /// Runs `attune bench`.
@@ -626,6 +666,14 @@ fn print_report(r: &Value) {
             f(&c["ratio"]),
             c["runs"]
         );
+        if !c["floor_p50_ms"].is_null() {
+            println!(
+                "attune run --local core.noop against a minimal spawner of the same script and stdin: p50 {} ms / {} ms (ratio {})",
+                f(&c["local_p50_ms"]),
+                f(&c["floor_p50_ms"]),
+                f(&c["local_to_floor"])
+            );
+        }
     }
 }
 
