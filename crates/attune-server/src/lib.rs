@@ -348,13 +348,23 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
     if workers_wanted > 0 {
         let swept = app
             .store
-            .worker_start(&worker_name, &host, workers_wanted as i64)
+            .worker_start(
+                &worker_name,
+                &host,
+                workers_wanted as i64,
+                app.secrets.has_key(),
+            )
             .await?;
         if swept > 0 {
             tracing::info!("{swept} execution(s) this worker left in flight when it last stopped are now abandoned");
         }
     }
-    let background = background_tasks(app.clone(), worker_name.clone(), workers_wanted > 0);
+    let background = background_tasks(
+        app.clone(),
+        worker_name.clone(),
+        workers_wanted > 0,
+        role == Role::Server,
+    );
     // On PostgreSQL: new work wakes this process's workers, and the API server hears of
     // every status change, whoever made it, for the clients waiting on one.
     let db_listener = tokio::spawn(listen(
@@ -514,14 +524,22 @@ async fn listen(app: Arc<App>, work: bool, status: bool) {
     }
 }
 
-/// The heartbeat (when this process has workers) and the reaper of lost workers' leases.
-fn background_tasks(app: Arc<App>, name: String, heartbeat: bool) -> tokio::task::JoinHandle<()> {
+/// The heartbeat (when this process has workers), the reaper of lost workers' leases and,
+/// on an API server (`watch_keys`), a warning when executions with secrets wait for a
+/// worker that holds the key and none is live.
+fn background_tasks(
+    app: Arc<App>,
+    name: String,
+    heartbeat: bool,
+    watch_keys: bool,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(HEARTBEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut outage = false;
         let mut packs_seen: Vec<(String, String)> = Vec::new();
         let mut sweep_round = 0u64;
+        let mut stuck_on_key = 0i64;
         loop {
             tick.tick().await;
             let mut failed = None;
@@ -549,6 +567,21 @@ fn background_tasks(app: Arc<App>, name: String, heartbeat: bool) -> tokio::task
                         packs_seen = digests;
                     }
                     Ok(_) => {}
+                    Err(e) => failed = Some(e),
+                }
+            }
+            // About every 10 s: secret-bearing executions that no live worker can open,
+            // said when their number changes.
+            if watch_keys && sweep_round % 5 == 2 {
+                match app.store.waiting_for_key(LEASE.as_secs()).await {
+                    Ok(n) if n == stuck_on_key => {}
+                    Ok(0) => stuck_on_key = 0,
+                    Ok(n) => {
+                        stuck_on_key = n;
+                        tracing::warn!(
+                            "{n} execution(s) with secret parameters are waiting, and no live worker holds the secret key: start one with `attune worker --secret-key-file …` (the servers' key)"
+                        );
+                    }
                     Err(e) => failed = Some(e),
                 }
             }

@@ -27,6 +27,9 @@ pub struct WorkerRow {
     /// `live`, `lost` (no heartbeat within the lease) or `stopped`.
     #[schema(pattern = "^(live|lost|stopped)$")]
     pub state: String,
+    /// Whether it holds the key that opens secret parameters; one that does not leaves
+    /// executions with secrets to those that do.
+    pub holds_key: bool,
 }
 
 impl Store {
@@ -45,7 +48,14 @@ impl Store {
 
     /// Registers worker process `name` (again, after a restart): what an earlier run of
     /// the same name left in flight is abandoned first. Returns how many were.
-    pub async fn worker_start(&self, name: &str, host: &str, concurrency: i64) -> Result<u64> {
+    /// `holds_key`: whether it can open secret parameters.
+    pub async fn worker_start(
+        &self,
+        name: &str,
+        host: &str,
+        concurrency: i64,
+        holds_key: bool,
+    ) -> Result<u64> {
         let now = self.db_time("0");
         let mut tx = self.begin_write().await?;
         let swept = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -58,15 +68,16 @@ impl Store {
         .await?
         .rows_affected();
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO workers (name, host, concurrency, running, started_at, heartbeat_at, stopped_at)
-             VALUES ($1, $2, $3, 0, {now}, {now}, NULL)
+            "INSERT INTO workers (name, host, concurrency, running, started_at, heartbeat_at, stopped_at, holds_key)
+             VALUES ($1, $2, $3, 0, {now}, {now}, NULL, $4)
              ON CONFLICT (name) DO UPDATE SET host = excluded.host, concurrency = excluded.concurrency,
                running = 0, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-               stopped_at = NULL"
+               stopped_at = NULL, holds_key = excluded.holds_key"
         )))
         .bind(name)
         .bind(host)
         .bind(concurrency)
+        .bind(i64::from(holds_key))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -127,11 +138,25 @@ impl Store {
         Ok(r.rows_affected())
     }
 
+    /// How many executions with secret parameters wait while no live worker (lease of
+    /// `lease_secs`) holds the key that opens them.
+    pub async fn waiting_for_key(&self, lease_secs: u64) -> Result<i64> {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM executions WHERE status = 'requested' AND secrets IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM workers WHERE holds_key = 1 AND stopped_at IS NULL
+                                 AND heartbeat_at >= {})",
+            self.db_time("$1")
+        )))
+        .bind(lease_secs as i64)
+        .fetch_one(&self.read)
+        .await?)
+    }
+
     /// Every worker process known, newest heartbeat first, with its state for a lease of
     /// `lease_secs`.
     pub async fn list_workers(&self, lease_secs: u64) -> Result<Vec<WorkerRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT name, host, concurrency, running, started_at, heartbeat_at, stopped_at,
+            "SELECT name, host, concurrency, running, started_at, heartbeat_at, stopped_at, holds_key,
                CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
                     WHEN heartbeat_at < {} THEN 'lost' ELSE 'live' END AS state
              FROM workers ORDER BY heartbeat_at DESC, name",
@@ -151,6 +176,7 @@ impl Store {
                     heartbeat_at: r.try_get("heartbeat_at")?,
                     stopped_at: r.try_get("stopped_at")?,
                     state: r.try_get("state")?,
+                    holds_key: r.try_get::<i64, _>("holds_key")? != 0,
                 })
             })
             .collect()

@@ -294,8 +294,8 @@ async fn the_audit_log_refuses_update_and_delete_on_both() {
 }
 
 async fn workers_and_leases(s: &Store) {
-    assert_eq!(s.worker_start("w-a", "host-a", 4).await.unwrap(), 0);
-    s.worker_start("w-b", "host-b", 2).await.unwrap();
+    assert_eq!(s.worker_start("w-a", "host-a", 4, true).await.unwrap(), 0);
+    s.worker_start("w-b", "host-b", 2, false).await.unwrap();
     let a = s
         .insert_execution(&new_exec("core.echo"), None)
         .await
@@ -334,12 +334,12 @@ async fn workers_and_leases(s: &Store) {
         s.get_execution(a.id).await.unwrap().unwrap().status,
         Scheduled
     );
-    let states: Vec<(String, String)> = s
-        .list_workers(1)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|w| (w.name, w.state))
+    let listed = s.list_workers(1).await.unwrap();
+    let key_of = |n: &str| listed.iter().find(|w| w.name == n).unwrap().holds_key;
+    assert!(key_of("w-a") && !key_of("w-b"), "{listed:?}");
+    let states: Vec<(String, String)> = listed
+        .iter()
+        .map(|w| (w.name.clone(), w.state.clone()))
         .collect();
     assert!(
         states.contains(&("w-a".into(), "stopped".into())),
@@ -350,7 +350,7 @@ async fn workers_and_leases(s: &Store) {
         "{states:?}"
     );
     // A worker that starts again under its name sweeps what it left in flight.
-    assert_eq!(s.worker_start("w-a", "host-a", 4).await.unwrap(), 1);
+    assert_eq!(s.worker_start("w-a", "host-a", 4, true).await.unwrap(), 1);
     assert_eq!(
         s.get_execution(a.id).await.unwrap().unwrap().status,
         Abandoned

@@ -182,13 +182,20 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own() {
+/// A fresh database, an API-only server on it (`--workers 0`) and the marker pack
+/// registered (its directory in the returned temp dir, `mark`).
+fn api_server_with_marker_pack() -> (PgDatabase, TestServer, tempfile::TempDir) {
     let pg = PgDatabase::new();
     let s = TestServer::start(&["--workers", "0", "--database-url", &pg.url]);
     let tmp = shared_tempdir();
     marker_pack(&tmp.path().join("mark"));
     assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
+    (pg, s, tmp)
+}
+
+#[test]
+fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own() {
+    let (pg, s, tmp) = api_server_with_marker_pack();
     let mark = tmp.path().join("marks.txt");
     let workers: Vec<Worker> = ["wa", "wb", "wc"]
         .iter()
@@ -358,9 +365,9 @@ fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own
     let list = s.cli_out(&["worker", "list"]);
     let table = stdout(&list);
     assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with("wa ") && l.trim_end().ends_with("lost")),
+        table.lines().any(|l| l.starts_with("wa ")
+            && l.contains(" lost ")
+            && l.trim_end().ends_with("no key")),
         "{table}"
     );
 
@@ -381,13 +388,27 @@ fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own
     );
     assert_eq!(st, 201, "{v}");
     let id = v["id"].as_i64().unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // The server says why it waits; the workers' list says which hold the key.
+    wait_for("the server's warning about the key", 30, || {
+        s.log().contains("1 execution(s) with secret parameters are waiting, and no live worker holds the secret key")
+    });
     assert_eq!(execution(&s, id)["status"], "requested");
     let key = tmp.path().join("secret.key");
     std::fs::copy(s.data.join("secret.key"), &key).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut keyed = Worker::start_with(&pg, "wkey", &["--secret-key-file", key.to_str().unwrap()]);
     let done = s.wait_final(id, 30);
+    let (_, workers) = s.admin("GET", "/api/v1/workers", None);
+    let holds = |n: &str| {
+        workers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == n)
+            .map(|w| w["holds_key"].clone())
+    };
+    assert_eq!(holds("wkey"), Some(serde_json::json!(true)), "{workers}");
+    assert_eq!(holds("wb"), Some(serde_json::json!(false)), "{workers}");
     let _ = keyed.child.kill();
     let _ = keyed.child.wait();
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -444,24 +465,14 @@ fn output_of_a_remote_worker_streams_live_through_the_cli() {
 
 #[test]
 fn a_server_restart_leaves_remote_work_alone_and_sigterm_drains_a_worker() {
-    let pg = PgDatabase::new();
-    let s = TestServer::start(&["--workers", "0", "--database-url", &pg.url]);
-    let tmp = shared_tempdir();
-    marker_pack(&tmp.path().join("mark"));
-    assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
+    let (pg, s, tmp) = api_server_with_marker_pack();
     let mark = tmp.path().join("marks.txt");
     let mut worker = Worker::start_with(&pg, "wt", &["--shutdown-grace", "2"]);
     wait_for("a live worker", 30, || {
         workers_by_state(&s).iter().any(|(_, st)| st == "live")
     });
     let submit = |s: &TestServer, pause: f64| {
-        let (st, v) = s.admin(
-            "POST",
-            "/api/v1/executions",
-            Some(&serde_json::json!({"action_ref": "mark.mark", "parameters": {"pause": pause}, "env_vars": {"MARK": mark.to_str().unwrap()}})),
-        );
-        assert_eq!(st, 201, "{v}");
-        v["id"].as_i64().unwrap()
+        s.submit(&serde_json::json!({"action_ref": "mark.mark", "parameters": {"pause": pause}, "env_vars": {"MARK": mark.to_str().unwrap()}}))
     };
     // The API server restarts while the worker runs two executions: they go on and finish.
     let a = submit(&s, 4.0);

@@ -498,11 +498,7 @@ fn metrics_count_what_ran_by_action_status_and_delivery_and_never_show_a_value()
     let (st, v) = s.register(&pack);
     assert_eq!(st, 201, "{v}");
     let viewer = s.token_for("viewer");
-    let run = |body: serde_json::Value| {
-        let (st, v) = s.admin("POST", "/api/v1/executions", Some(&body));
-        assert_eq!(st, 201, "{v}");
-        s.wait_final(v["id"].as_i64().unwrap(), 30)
-    };
+    let run = |body: serde_json::Value| s.wait_final(s.submit(&body), 30);
     let secret = "m3tr1cs-s3cr3t-value";
     for n in [1, 2, 3] {
         let e = run(json!({"action_ref": "met.fy", "parameters": {"pw": secret, "n": n}}));
@@ -570,13 +566,7 @@ fn metrics_count_what_ran_by_action_status_and_delivery_and_never_show_a_value()
 #[test]
 fn a_long_poll_answers_when_the_execution_ends() {
     let s = TestServer::ready();
-    let (st, v) = s.admin(
-        "POST",
-        "/api/v1/executions",
-        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 1}})),
-    );
-    assert_eq!(st, 201, "{v}");
-    let id = v["id"].as_i64().unwrap();
+    let id = s.submit(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 1}}));
     // Without wait: at once, not yet ended.
     let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}"), None);
     assert_eq!(st, 200);
@@ -586,12 +576,7 @@ fn a_long_poll_answers_when_the_execution_ends() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status"], "succeeded", "{v}");
     // A wait that ends first answers with the status then.
-    let (_, v) = s.admin(
-        "POST",
-        "/api/v1/executions",
-        Some(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 30}})),
-    );
-    let id = v["id"].as_i64().unwrap();
+    let id = s.submit(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 30}}));
     let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}?wait=1"), None);
     assert_eq!(st, 200);
     assert!(["requested", "scheduled", "running"].contains(&v["status"].as_str().unwrap()));

@@ -58,6 +58,7 @@ fn list(data_dir: &std::path::Path, out: OutputFormat) -> Result<ExitCode, CliEr
         "RUNNING",
         "LAST HEARTBEAT",
         "STATE",
+        "SECRETS",
     ]);
     for w in list.as_array().into_iter().flatten() {
         t.row(&[
@@ -67,6 +68,10 @@ fn list(data_dir: &std::path::Path, out: OutputFormat) -> Result<ExitCode, CliEr
             show(w.get("running")),
             show(w.get("heartbeat_at")),
             show(w.get("state")),
+            match w.get("holds_key").and_then(Value::as_bool) {
+                Some(false) => "no key".to_string(),
+                _ => "yes".to_string(),
+            },
         ]);
     }
     t.print();

@@ -480,6 +480,13 @@ impl TestServer {
         }
     }
 
+    /// Creates an execution (`POST /api/v1/executions` with `body`) as admin; its id.
+    pub fn submit(&self, body: &serde_json::Value) -> i64 {
+        let (st, v) = self.admin("POST", "/api/v1/executions", Some(body));
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
     /// Waits until execution `id` has a final status; returns it.
     pub fn wait_final(&self, id: i64, secs: u64) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
