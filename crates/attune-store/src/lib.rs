@@ -357,8 +357,11 @@ impl Store {
         };
         // FULL: a committed execution survives an OS crash, not only a process crash.
         let setup = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+        // A connection to a local file does not go stale: no ping before each use (sqlx's
+        // default), which cost a round trip to the connection's thread per statement.
         let pool = AnyPoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     sqlx::raw_sql(setup).execute(&mut *conn).await?;
@@ -370,6 +373,7 @@ impl Store {
         // The writer has put the file in WAL mode; readers only read.
         let read = AnyPoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::raw_sql("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
