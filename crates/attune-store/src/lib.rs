@@ -565,10 +565,13 @@ impl Store {
     ) -> Result<ExecutionRow> {
         let refs =
             (!e.secret_refs.is_empty()).then(|| Value::Object(e.secret_refs.clone()).to_string());
-        let q = sqlx::query(sql_with_columns(format!(
+        let created_at = now();
+        // Only the id comes back: the rest is what was written, so a large parameter
+        // document is not read back and parsed again.
+        let q = sqlx::query(
             "INSERT INTO executions (action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {EXECUTION_COLUMNS}"
-        )))
+             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
         .bind(&e.action_ref)
         .bind(Value::Object(e.parameters.clone()).to_string())
         .bind(&e.secrets)
@@ -577,29 +580,46 @@ impl Store {
         .bind(e.timeout_secs.map(|t| t as i64))
         .bind(&e.requested_by)
         .bind(e.rerun_of)
-        .bind(now());
+        .bind(&created_at);
+        let id_of = |row: Option<&AnyRow>| -> Result<i64> {
+            match row {
+                Some(r) => Ok(r.try_get("id")?),
+                None => Err(StoreError::Database(
+                    "INSERT … RETURNING gave no row".into(),
+                )),
+            }
+        };
+        let stored = |id: i64| ExecutionRow {
+            id,
+            action_ref: e.action_ref.clone(),
+            status: ExecutionStatus::Requested,
+            parameters: e.parameters.clone(),
+            secrets: e.secrets.clone(),
+            secret_refs: e.secret_refs.clone(),
+            env_vars: e.env_vars.clone(),
+            timeout_secs: e.timeout_secs,
+            requested_by: e.requested_by.clone(),
+            rerun_of: e.rerun_of,
+            created_at: created_at.clone(),
+            ..ExecutionRow::default()
+        };
         if self.backend == Backend::Sqlite && audit.is_none() {
             // One statement: committed when it returns (see `write_returning`).
-            let row = self
-                .write_returning(q)
-                .await?
-                .ok_or_else(|| StoreError::Database("INSERT … RETURNING gave no row".into()))?;
-            return decode_execution(&row);
+            let id = id_of(self.write_returning(q).await?.as_ref())?;
+            return Ok(stored(id));
         }
         let mut tx = self.begin_write().await?;
         // fetch_all steps the statement to completion (see `write_returning`).
         let rows = q.fetch_all(&mut *tx).await?;
-        let row = match rows.as_slice() {
-            [row] => decode_execution(row)?,
-            _ => {
-                return Err(StoreError::Database(
-                    "INSERT … RETURNING gave no single row".into(),
-                ))
-            }
-        };
+        if rows.len() > 1 {
+            return Err(StoreError::Database(
+                "INSERT … RETURNING gave more than one row".into(),
+            ));
+        }
+        let id = id_of(rows.first())?;
         if let Some(a) = audit {
             let a = AuditEntry {
-                subject: format!("execution {}", row.id),
+                subject: format!("execution {id}"),
                 ..a.clone()
             };
             audit::insert(&mut tx, &a).await?;
@@ -612,7 +632,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(row)
+        Ok(stored(id))
     }
 
     /// One execution.

@@ -75,6 +75,15 @@ async fn executions(s: &Store) {
         .await
         .unwrap();
     assert!(b.id > a.id);
+    // What an insert returns is what is stored (it is not read back).
+    for e in [&a, &b] {
+        let stored = s.get_execution(e.id).await.unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(e).unwrap(),
+            serde_json::to_value(&stored).unwrap()
+        );
+        assert_eq!(e.secrets, stored.secrets);
+    }
     // A worker without the secret key leaves executions with secrets to others.
     assert!(s.claim_next_for("keyless", false).await.unwrap().is_none());
     // Claims go oldest first, each once.
