@@ -576,8 +576,8 @@ async fn get_execution(
             ))
         }
     };
-    // Subscribed before the first read: no change falls in between.
-    let mut changes = app.store.status_changes();
+    // Watched before the first read: no change falls in between.
+    let mut changes = app.store.status_changes(parse_id(&id)?);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let exec = load_execution(&app, &id).await?;
@@ -585,7 +585,7 @@ async fn get_execution(
         if exec.status.is_final() || left.is_zero() {
             return Ok(Json(exec).into_response());
         }
-        changes.changed(exec.id, left.min(STATUS_POLL)).await;
+        changes.changed(left.min(STATUS_POLL)).await;
     }
 }
 
@@ -986,8 +986,8 @@ async fn execution_output(
     Query(q): Query<OutputQuery>,
 ) -> ApiResult {
     caller.require(Role::Viewer)?;
-    // Subscribed before the first read: no change falls in between.
-    let changes = app.store.status_changes();
+    // Watched before the first read: no change falls in between.
+    let changes = app.store.status_changes(parse_id(&id)?);
     let exec = load_execution(&app, &id).await?;
     let follow = q.follow.unwrap_or(false);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -1083,7 +1083,7 @@ async fn stream_output(
         } else {
             STATUS_POLL
         };
-        changes.changed(id, poll).await;
+        changes.changed(poll).await;
         exec = match app.store.get_execution(id).await {
             Ok(Some(e)) => e,
             _ => return,

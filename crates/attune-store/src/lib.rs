@@ -16,8 +16,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+mod changes;
 mod migrate;
 mod workers;
+
+pub use changes::{StatusChanges, ANY_EXECUTION};
 
 pub use workers::WorkerRow;
 
@@ -74,45 +77,8 @@ pub struct Store {
     backend: Backend,
     /// PostgreSQL's URL, for the listener that wakes workers.
     url: Option<String>,
-    /// Status changes, announced to the waiters in this process (see [`StatusChanges`]).
-    status_tx: tokio::sync::broadcast::Sender<i64>,
-}
-
-/// How many status changes a slow waiter may fall behind before it looks again.
-const STATUS_BUFFER: usize = 4096;
-
-/// Announced in place of an id when many executions changed status at once.
-pub const ANY_EXECUTION: i64 = 0;
-
-/// Hears of the status changes of executions: those this process's store made, and on
-/// PostgreSQL those of every process (through a [`Listener`] run by the caller).
-#[derive(Debug)]
-pub struct StatusChanges(tokio::sync::broadcast::Receiver<i64>);
-
-impl StatusChanges {
-    /// Returns once execution `id` may have changed status since this receiver was made
-    /// or last returned, or after `poll` at the latest (a missed announcement, say while
-    /// PostgreSQL's listener reconnects, then costs one `poll`). Subscribe before reading
-    /// the status, so that no change falls in between.
-    pub async fn changed(&mut self, id: i64, poll: Duration) {
-        let deadline = tokio::time::sleep(poll);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                heard = self.0.recv() => match heard {
-                    Ok(x) if x == id || x == ANY_EXECUTION => return,
-                    Ok(_) => {}
-                    // Missed some: look again.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        (&mut deadline).await;
-                        return;
-                    }
-                },
-                _ = &mut deadline => return,
-            }
-        }
-    }
+    /// Tells this process's waiters of status changes (see [`StatusChanges`]).
+    announcer: std::sync::Arc<changes::Announcer>,
 }
 
 /// The PostgreSQL channel a new execution is announced on.
@@ -133,7 +99,7 @@ pub enum Heard {
 /// Hears of new executions and status changes on PostgreSQL (LISTEN/NOTIFY).
 pub struct Listener {
     inner: sqlx::postgres::PgListener,
-    status_tx: tokio::sync::broadcast::Sender<i64>,
+    announcer: std::sync::Arc<changes::Announcer>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -150,7 +116,7 @@ impl Listener {
         let n = self.inner.recv().await?;
         if n.channel() == STATUS_CHANNEL {
             if let Ok(id) = n.payload().parse::<i64>() {
-                let _ = self.status_tx.send(id);
+                self.announcer.announce(id);
             }
             return Ok(Heard::Status);
         }
@@ -389,7 +355,7 @@ impl Store {
             read,
             backend: Backend::Sqlite,
             url: None,
-            status_tx: tokio::sync::broadcast::channel(STATUS_BUFFER).0,
+            announcer: changes::Announcer::new(),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -409,7 +375,7 @@ impl Store {
             pool,
             backend: Backend::Postgres,
             url: Some(url.to_string()),
-            status_tx: tokio::sync::broadcast::channel(STATUS_BUFFER).0,
+            announcer: changes::Announcer::new(),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -432,22 +398,22 @@ impl Store {
         l.listen_all(channels.iter().filter(|c| c.0).map(|c| c.1))
             .await?;
         // Whatever changed before it listened is looked at again.
-        let _ = self.status_tx.send(ANY_EXECUTION);
+        self.announcer.announce(ANY_EXECUTION);
         Ok(Some(Listener {
             inner: l,
-            status_tx: self.status_tx.clone(),
+            announcer: self.announcer.clone(),
         }))
     }
 
-    /// Hears of status changes from now on (see [`StatusChanges::changed`]).
-    pub fn status_changes(&self) -> StatusChanges {
-        StatusChanges(self.status_tx.subscribe())
+    /// Hears of execution `id`'s status changes from now on (see [`StatusChanges::changed`]).
+    pub fn status_changes(&self, id: i64) -> StatusChanges {
+        self.announcer.watch(id)
     }
 
     /// Tells this process's waiters that execution `id` (or [`ANY_EXECUTION`]) changed
     /// status. The store's own writes call it; on PostgreSQL the trigger tells the others.
     fn announce(&self, id: i64) {
-        let _ = self.status_tx.send(id);
+        self.announcer.announce(id);
     }
 
     /// Starts a write transaction. SQLite: `BEGIN IMMEDIATE` takes the write lock at once,
