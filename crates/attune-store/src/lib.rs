@@ -438,29 +438,22 @@ impl Store {
     /// commits an autocommit statement when the statement completes, and sqlx's SQLite
     /// driver has handed back the first row of `… RETURNING` before completing it (sqlx
     /// issue 3430): the caller could act on a row that a crash then takes back. `fetch_all`
-    /// steps it to completion, so on SQLite the autocommit statement has committed when it
-    /// returns; on PostgreSQL it runs in an explicit transaction, committed before this
-    /// returns. `tests/crash.rs` kills the process right after each such call returns and
-    /// checks the row is there, on both.
+    /// steps it to completion, so the autocommit statement has committed when it returns.
+    /// `tests/crash.rs` kills the process right after each such call returns and checks the
+    /// row is there, on both backends.
     async fn write_returning<'q>(
         &self,
         q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> Result<Option<AnyRow>> {
-        // fetch_all steps the statement to completion.
-        let mut rows = match self.backend {
-            // The pool's one connection is the only writer of the file (one server per
-            // data dir, readers open it read-only): an autocommit statement stepped to
-            // completion has committed when fetch_all returns, and no other writer can
-            // make it fail on a lock upgrade. One round trip to the connection's thread
-            // instead of three.
-            Backend::Sqlite => q.fetch_all(&self.pool).await?,
-            Backend::Postgres => {
-                let mut tx = self.begin_write().await?;
-                let rows = q.fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                rows
-            }
-        };
+        // One autocommit statement, stepped to completion by fetch_all: one round trip
+        // instead of BEGIN, statement, COMMIT.
+        // - SQLite: the pool's one connection is the only writer of the file (one server
+        //   per data dir, readers open it read-only), so the statement has committed when
+        //   it completes, and no other writer can make it fail on a lock upgrade.
+        // - PostgreSQL: the statement's implicit transaction commits at the Sync that is
+        //   sent with it, before the server says it is ready again, which is when
+        //   fetch_all returns; a commit that fails is an error here, not a row.
+        let mut rows = q.fetch_all(&self.pool).await?;
         if rows.len() > 1 {
             return Err(StoreError::Database(format!(
                 "a single-row write returned {} rows",
