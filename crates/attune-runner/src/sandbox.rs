@@ -397,15 +397,11 @@ impl CgroupParent {
             }
             return Ok(ExecCgroup {
                 dir: self.dir.clone(),
-                remove_later: false,
             });
         }
         let dir = self.dir.join(format!("x{n}"));
         fs::create_dir(&dir)?;
-        Ok(ExecCgroup {
-            dir,
-            remove_later: true,
-        })
+        Ok(ExecCgroup { dir })
     }
 }
 
@@ -433,17 +429,11 @@ fn remove_cgroup_tree(dir: &Path) {
 }
 
 fn kill_and_remove(dir: &Path) {
-    if kill_left(dir) {
-        remove_when_released(dir);
-    }
-}
-
-/// Removes an empty cgroup (the usual case: the supervisor killed every descendant), or,
-/// when it refuses with EBUSY, kills what is in it; true if it is still to be removed.
-fn kill_left(dir: &Path) -> bool {
+    // An empty cgroup (the usual case: the supervisor killed every descendant) is simply
+    // removed; one with processes left refuses with EBUSY, and they are killed.
     match fs::remove_dir(dir) {
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
-        _ => return false,
+        _ => return,
     }
     if let Ok(mut f) = fs::OpenOptions::new()
         .write(true)
@@ -451,44 +441,6 @@ fn kill_left(dir: &Path) -> bool {
     {
         let _ = f.write_all(b"1");
     }
-    true
-}
-
-/// Kills what is left in an execution's cgroup at once, and leaves removing it to a
-/// background thread: the kernel releases dead processes from a cgroup asynchronously,
-/// sometimes 10–20 ms after they were reaped, and the execution's outcome need not wait
-/// for that. Done in place where no thread can be started.
-fn kill_and_remove_later(dir: PathBuf) {
-    use std::sync::mpsc::Sender;
-    use std::sync::OnceLock;
-    static REMOVER: OnceLock<Option<Sender<PathBuf>>> = OnceLock::new();
-    if !kill_left(&dir) {
-        return;
-    }
-    let remover = REMOVER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
-        std::thread::Builder::new()
-            .name("cgroup-remover".into())
-            .spawn(move || {
-                for dir in rx {
-                    remove_when_released(&dir);
-                }
-            })
-            .ok()
-            .map(|_| tx)
-    });
-    match remover {
-        Some(tx) => {
-            if let Err(back) = tx.send(dir) {
-                remove_when_released(&back.0);
-            }
-        }
-        None => remove_when_released(&dir),
-    }
-}
-
-/// Removes a cgroup whose processes were killed, once the kernel has released them.
-fn remove_when_released(dir: &Path) {
     // The killed (or just reaped) processes leave the cgroup asynchronously; rmdir succeeds
     // once the last is gone, usually within microseconds, so the first retries are quick.
     for attempt in 0..500 {
@@ -526,14 +478,10 @@ fn sweep_cgroups(base: &Path) {
     }
 }
 
-/// One execution's cgroup: everything in it is killed on drop, and the cgroup removed (by
-/// a background thread once the kernel has released the processes, in a server).
+/// One execution's cgroup: everything in it is killed and the cgroup removed on drop.
 #[derive(Debug)]
 pub struct ExecCgroup {
     dir: PathBuf,
-    /// Removed in the background (a worker's executions), or at once (`run --local`'s one,
-    /// whose process is about to exit).
-    remove_later: bool,
 }
 
 impl ExecCgroup {
@@ -548,11 +496,7 @@ impl ExecCgroup {
 
 impl Drop for ExecCgroup {
     fn drop(&mut self) {
-        if self.remove_later {
-            kill_and_remove_later(std::mem::take(&mut self.dir));
-        } else {
-            kill_and_remove(&self.dir);
-        }
+        kill_and_remove(&self.dir);
     }
 }
 
