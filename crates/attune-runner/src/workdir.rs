@@ -129,7 +129,9 @@ fn open_for_traversal(dir: &Path) -> Result<(), WorkspaceError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).map_err(io_err(dir))
 }
 
-pub(crate) fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes in lower-case hex, for unique names (the time, should the kernel
+/// have no randomness).
+pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     if getrandom::fill(&mut buf).is_err() {
         // Uniqueness, not secrecy, is what matters here; O_EXCL catches any clash.

@@ -56,9 +56,6 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> Result<Scratch, CliError> {
         use std::os::unix::fs::DirBuilderExt;
-        let mut suffix = [0u8; 6];
-        getrandom::fill(&mut suffix)
-            .map_err(|e| CliError::failure(format!("no randomness for a directory name: {e}")))?;
         // Not under /tmp itself: a data dir there would keep actions from writing in /tmp.
         let base = std::env::var_os("ATTUNE_BENCH_DIR")
             .map(PathBuf::from)
@@ -66,7 +63,7 @@ impl Scratch {
         let dir = base.join(format!(
             "attune-bench-{}-{}",
             std::process::id(),
-            hex_lower(&suffix)
+            attune_runner::workdir::random_hex(6)
         ));
         std::fs::DirBuilder::new()
             .mode(0o755)
@@ -80,10 +77,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Processes this run started (server, workers): SIGTERM, then waited for, at the end.
