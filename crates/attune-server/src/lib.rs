@@ -559,12 +559,12 @@ fn background_tasks(
                 // Packs registered or replaced through another server.
                 match app.store.pack_digests().await {
                     Ok(digests) if digests != packs_seen => {
-                        if !packs_seen.is_empty() {
-                            if let Err(e) = sync_packs(&app, &digests).await {
-                                tracing::warn!("cannot load the changed packs yet: {e}");
-                            }
+                        // Also on the first tick: a pack registered between this
+                        // process's start and now is loaded here. Retried until it works.
+                        match sync_packs(&app, &digests).await {
+                            Ok(()) => packs_seen = digests,
+                            Err(e) => tracing::warn!("cannot load the changed packs yet: {e}"),
                         }
-                        packs_seen = digests;
                     }
                     Ok(_) => {}
                     Err(e) => failed = Some(e),
@@ -612,6 +612,14 @@ fn background_tasks(
             }
         }
     })
+}
+
+/// Loads the stored packs this process does not have yet (or has another version of):
+/// a worker calls it when it claims an execution of an action it does not know, which
+/// happens when the pack was registered through a server since its last heartbeat.
+pub(crate) async fn refresh_packs(app: &Arc<App>) -> Result<(), StartError> {
+    let digests = app.store.pack_digests().await?;
+    sync_packs(app, &digests).await
 }
 
 /// Brings the catalog in line with the stored packs: loads new and changed ones, drops

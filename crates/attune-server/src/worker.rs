@@ -221,7 +221,15 @@ pub fn stream_name(stream: Stream) -> &'static str {
 async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
     use ExecutionStatus::*;
     let id = exec.id;
-    let Some(action) = app.catalog.action(&exec.action_ref) else {
+    let mut known = app.catalog.action(&exec.action_ref);
+    if known.is_none() {
+        // Registered through another server since this one last looked.
+        if let Err(e) = crate::refresh_packs(app).await {
+            tracing::warn!("execution {id}: cannot load the stored packs: {e}");
+        }
+        known = app.catalog.action(&exec.action_ref);
+    }
+    let Some(action) = known else {
         fail(
             app,
             &exec,

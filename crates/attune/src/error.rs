@@ -53,7 +53,6 @@ impl CliError {
     }
 
     /// The message.
-    #[cfg(test)]
     pub fn message(&self) -> &str {
         &self.message
     }

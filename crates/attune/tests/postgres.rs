@@ -430,6 +430,31 @@ fn super_marks(mark: &std::path::Path, ids: &[i64]) -> Vec<usize> {
 }
 
 #[test]
+fn a_pack_registered_after_a_worker_started_runs_on_it_at_once() {
+    let pg = PgDatabase::new();
+    let s = TestServer::start(&["--workers", "0", "--database-url", &pg.url]);
+    let _worker = Worker::start(&pg, "wfresh", 2);
+    wait_for("a live worker", 30, || {
+        workers_by_state(&s).iter().any(|(_, st)| st == "live")
+    });
+    // Registered through the API server after the worker loaded its packs, and run before
+    // the worker's next heartbeat: the worker must not call it unregistered.
+    let tmp = tempfile::tempdir().unwrap();
+    let pack = one_action_pack(
+        tmp.path(),
+        "fresh",
+        "act",
+        "runner_type: shell\n",
+        "act.sh",
+        "echo fresh\n",
+    );
+    assert_eq!(s.register(&pack).0, 201);
+    let out = s.cli(&["run", "fresh.act"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "fresh\n");
+}
+
+#[test]
 fn output_of_a_remote_worker_streams_live_through_the_cli() {
     let pg = PgDatabase::new();
     let s = TestServer::start(&["--workers", "0", "--database-url", &pg.url]);

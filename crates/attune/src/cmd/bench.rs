@@ -235,7 +235,8 @@ fn script(delivery: Delivery) -> &'static str {
 /// What one execution took, as the client saw it and as the record says.
 struct Sample {
     latency: Duration,
-    ok: bool,
+    /// Why it failed; `None` if it succeeded.
+    failure: Option<String>,
     /// created → started, started → finished, finished → the client knew (ms).
     phases: Option<(i64, i64, i64)>,
 }
@@ -341,7 +342,7 @@ fn direct_spawn(script: &Path, doc: &[u8], delivery: Delivery, dir: &Path) -> Sa
     }
     Sample {
         latency: t0.elapsed(),
-        ok,
+        failure: (!ok).then(|| "a direct `bash` spawn of the script failed".to_string()),
         phases: None,
     }
 }
@@ -367,12 +368,19 @@ fn through_api(client: &Client, body: &[u8]) -> Sample {
     match done {
         Ok(r) => Sample {
             latency,
-            ok: r["status"] == "succeeded",
+            failure: (r["status"] != "succeeded").then(|| {
+                format!(
+                    "execution {} {}: {}",
+                    r["id"],
+                    r["status"].as_str().unwrap_or("?"),
+                    r["error"].as_str().unwrap_or("no error recorded")
+                )
+            }),
             phases: phases(&r, known),
         },
-        Err(_) => Sample {
+        Err(e) => Sample {
             latency,
-            ok: false,
+            failure: Some(e.message().to_string()),
             phases: None,
         },
     }
@@ -393,7 +401,7 @@ fn summary(samples: &[Sample], wall: Duration) -> Value {
         .map(|s| s.latency.as_secs_f64() * 1e3)
         .collect();
     ms.sort_by(f64::total_cmp);
-    let failed = samples.iter().filter(|s| !s.ok).count();
+    let failed = samples.iter().filter(|s| s.failure.is_some()).count();
     json!({
         "count": samples.len(),
         "failed": failed,
@@ -599,9 +607,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         print_report(&report);
     }
     let failed = a["failed"].as_u64().unwrap_or(0) + d["failed"].as_u64().unwrap_or(0);
-    if failed > 0 {
+    let first = direct.iter().chain(&api).find_map(|s| s.failure.as_deref());
+    if let (true, Some(first)) = (failed > 0, first) {
         return Err(CliError::failure(format!(
-            "{failed} of the runs failed (see `attune execution list --status failed` on the server)"
+            "{failed} of the runs failed; the first: {first}"
         )));
     }
     Ok(ExitCode::SUCCESS)
