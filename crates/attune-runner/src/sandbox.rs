@@ -485,11 +485,20 @@ pub struct ExecCgroup {
 }
 
 impl ExecCgroup {
-    /// Its `cgroup.procs`, open for writing: the action writes "0" to it to join.
-    pub fn procs(&self) -> io::Result<OwnedFd> {
+    /// Its directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its directory, open: the action is started in it (`clone3` with
+    /// `CLONE_INTO_CGROUP`), or joins it through its `cgroup.procs` where that is not
+    /// available.
+    pub fn open(&self) -> io::Result<OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
         let f = fs::OpenOptions::new()
-            .write(true)
-            .open(self.dir.join("cgroup.procs"))?;
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.dir)?;
         Ok(OwnedFd::from(f))
     }
 }
@@ -868,15 +877,15 @@ impl Sandbox {
             Some(c) => Some(c.exec_cgroup()?),
             None => None,
         };
-        let cgroup_procs = match &cgroup {
-            Some(c) => Some(c.procs()?),
+        let cgroup_dir = match &cgroup {
+            Some(c) => Some(c.open()?),
             None => None,
         };
         Ok((
             crate::spawn::Confinement {
                 proc_access: self.landlock.as_ref().map_or(0, |l| READ_RUN & l.handled),
                 landlock,
-                cgroup_procs,
+                cgroup_dir,
                 run_as: self.run_as.as_ref().map(|r| (r.uid, r.gid)),
                 namespaces: self.namespaces().ok(),
             },
