@@ -479,7 +479,7 @@ impl Store {
             .execute(&mut *conn)
             .await
         {
-            let _ = conn.close_on_drop();
+            conn.close_on_drop();
             return Err(e.into());
         }
         Ok(r?)
