@@ -321,6 +321,44 @@ fn console_in_a_browser() {
         !b.source().contains("console_key")
     });
 
+    // Packs: one registered from a tar of its directory, then removed.
+    let up = one_action_pack(
+        packs.path(),
+        "uploaded",
+        "hello",
+        "runner_type: shell\n",
+        "hello.sh",
+        "#!/usr/bin/env bash\necho hello\n",
+    );
+    let tarball = packs.path().join("uploaded.tar");
+    let ok = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(up.parent().unwrap())
+        .arg("uploaded")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    b.goto(&format!("{url}/packs"));
+    b.send("#bundle", tarball.to_str().unwrap());
+    click_button(&b, "Register");
+    b.wait_for(15, "the uploaded pack", |b| {
+        b.source().contains("href=\"/actions/uploaded.hello\"")
+    });
+    let (code, _) = s.admin("GET", "/api/v1/actions/uploaded.hello", None);
+    assert_eq!(code, 200);
+    b.click(&b.el("button[aria-label='Remove pack uploaded']"));
+    b.wait_for(15, "the pack removed", |b| {
+        !b.source().contains("uploaded.hello")
+    });
+    // Not a pack: the API's 422, on the page.
+    let junk = packs.path().join("junk.bin");
+    std::fs::write(&junk, b"not a bundle").unwrap();
+    b.send("#bundle", junk.to_str().unwrap());
+    click_button(&b, "Register");
+    b.wait_for(15, "the refusal", |b| b.source().contains("invalid pack"));
+
     // Tokens: one made here is shown once; revoked here.
     b.goto(&format!("{url}/tokens"));
     b.fill("#token-name", "made-in-console");

@@ -244,9 +244,9 @@ fn execution_rows_markup(rows: &[Value]) -> Markup {
                 td { a href={ "/executions/" (id) } { "#" (id) } }
                 td { (text(&e["action_ref"])) }
                 td { (status_badge(&text(&e["status"]))) }
-                td { (text(&e["requested_by"])) }
+                td.opt { (text(&e["requested_by"])) }
                 td { (when(&e["created_at"])) }
-                td { (view::duration(&e["duration_ms"])) }
+                td.opt { (view::duration(&e["duration_ms"])) }
             }
         }
     }
@@ -303,7 +303,7 @@ pub async fn executions(
                         caption.visually-hidden { "Executions, newest first" }
                         thead { tr {
                             th scope="col" { "ID" } th scope="col" { "Action" } th scope="col" { "Status" }
-                            th scope="col" { "Requested by" } th scope="col" { "When" } th scope="col" { "Duration" }
+                            th.opt scope="col" { "Requested by" } th scope="col" { "When" } th.opt scope="col" { "Duration" }
                         } }
                         tbody id="execution-rows" aria-live="polite" data-live-rows={ "/executions/rows?" (qs) } {
                             (execution_rows_markup(list(&rows)))
@@ -464,12 +464,12 @@ pub async fn cancel(
     Form(f): Fields,
 ) -> Page {
     let u = actor_user(&app, &headers, &f, Role::Operator).await?;
-    load(
+    let e = load(
         &u,
-        api::cancel_execution(u.caller.clone(), State(app), Path(id.clone())).await,
+        api::cancel_execution(u.caller.clone(), State(app), Path(id)).await,
     )
     .await?;
-    Ok(super::see_other(&format!("/executions/{}", id.trim())))
+    Ok(super::see_other(&format!("/executions/{}", text(&e["id"]))))
 }
 
 /// Runs an execution again, then shows the new one.

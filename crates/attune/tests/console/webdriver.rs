@@ -188,6 +188,16 @@ impl Browser {
         );
     }
 
+    /// Types into an element without clearing it first (a file input takes a path).
+    pub fn send(&self, css: &str, text: &str) {
+        let e = self.el(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{}/value", e.0),
+            Some(json!({ "text": text })),
+        );
+    }
+
     /// An element's visible text.
     pub fn text(&self, e: &El) -> String {
         self.cmd("GET", &format!("/element/{}/text", e.0), None)
