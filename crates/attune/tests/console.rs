@@ -220,6 +220,13 @@ fn console_in_a_browser() {
     b.width(1280, 900);
     b.fill("#p-token", &secret);
     b.fill("#p-count", "2");
+    // Env var rows: one more on demand.
+    assert_eq!(b.all(".env-row").len(), 3);
+    click_button(&b, "Add a variable");
+    assert_eq!(b.all(".env-row").len(), 4);
+    assert_eq!(b.text(&b.el("label[for=env-name-3]")), "Variable 4 name");
+    b.fill("#env-name-3", "GREETING");
+    b.fill("#env-value-3", "hi");
     click_button(&b, "Run");
     let secret_id = on_execution(&b);
     wait_status(&b, "succeeded");
@@ -237,14 +244,18 @@ fn console_in_a_browser() {
     assert!(!page_and_responses(&b).contains(&secret));
     let (_, rec) = s.admin("GET", &format!("/api/v1/executions/{secret_id}"), None);
     assert_eq!(rec["parameters"]["token"], json!("********"));
+    assert_eq!(rec["env_vars"]["GREETING"], json!("hi"));
+    assert!(!s.log().contains(&secret), "the secret in the server's log");
 
     // Cancel a core.sleep while it runs.
     b.goto(&format!("{url}/actions/core.sleep"));
     b.fill("#p-seconds", "60");
     click_button(&b, "Run");
     let sleep_id = on_execution(&b);
-    s.wait_status(sleep_id, "running");
-    b.goto(&format!("{url}/executions/{sleep_id}"));
+    // The page's status follows the execution without a reload.
+    b.exec("window.__stay = 7; return null", json!([]));
+    wait_status(&b, "running");
+    assert_eq!(b.exec("return window.__stay", json!([])), json!(7));
     assert!(!has_button(&b, "Rerun"));
     click_button(&b, "Cancel");
     wait_status(&b, "canceled");
@@ -376,7 +387,10 @@ fn console_in_a_browser() {
     b.goto(&format!("{url}/tokens"));
     assert!(!b.source().contains(&shown), "shown once only");
     b.click(&b.el("button[aria-label='Revoke token made-in-console']"));
-    b.wait_for(10, "the revoke", |b| b.url().ends_with("/tokens"));
+    b.wait_for(10, "the revoke", |b| {
+        b.all("button[aria-label='Revoke token made-in-console']")
+            .is_empty()
+    });
     let (code, _) = http("GET", &format!("{url}/api/v1/actions"), Some(&shown), None);
     assert_eq!(code, 401, "the revoked token no longer works");
 

@@ -12,6 +12,39 @@
         .catch(function () {});
     }, 2000);
   }
+  // An execution's page: its status badge is fetched again every two seconds.
+  var badge = document.querySelector("[data-live-status]");
+  if (badge) {
+    setInterval(function () {
+      if (document.hidden) return;
+      fetch(badge.getAttribute("data-live-status"), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) { if (html !== null) badge.innerHTML = html; })
+        .catch(function () {});
+    }, 2000);
+  }
+  // The run form: one more environment variable row per press.
+  var add = document.getElementById("add-env");
+  if (add) {
+    add.hidden = false;
+    add.addEventListener("click", function () {
+      var rows = document.querySelectorAll(".env-row");
+      var last = rows[rows.length - 1];
+      var n = rows.length;
+      var row = last.cloneNode(true);
+      var labels = row.querySelectorAll("label");
+      var inputs = row.querySelectorAll("input");
+      ["name", "value"].forEach(function (kind, i) {
+        var id = "env-" + kind + "-" + n;
+        labels[i].setAttribute("for", id);
+        labels[i].textContent = "Variable " + (n + 1) + " " + kind;
+        inputs[i].id = id;
+        inputs[i].value = "";
+      });
+      last.parentNode.insertBefore(row, last.nextSibling);
+      inputs[0].focus();
+    });
+  }
   // An execution that runs: its (masked) output as it comes, then the page again.
   var out = document.querySelector("[data-live-output]");
   if (out && window.fetch && window.TextDecoder) {

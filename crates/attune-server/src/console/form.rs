@@ -402,6 +402,7 @@ pub fn render(
                     }
                 }
                 (field_errors("env-error", &errors.env))
+                button.secondary type="button" id="add-env" hidden { "Add a variable" }
             }
             div class={ "field" @if !errors.timeout.is_empty() { " invalid" } } {
                 label for="timeout" { "Timeout (seconds)" }

@@ -242,6 +242,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/executions/rows", get(execution_rows))
         .route("/executions/{id}", get(execution))
         .route("/executions/{id}/output", get(execution_output))
+        .route("/executions/{id}/status", get(execution_status))
         .route("/executions/{id}/cancel", post(cancel))
         .route("/executions/{id}/rerun", post(rerun))
         .route("/actions", get(actions))

@@ -377,7 +377,12 @@ pub async fn execution(
     ];
     let body = html! {
         div.actions-bar {
-            p { "Status: " span id="execution-status" { (status_badge(&status)) } }
+            @if is_final {
+                p { "Status: " span id="execution-status" { (status_badge(&status)) } }
+            } @else {
+                p { "Status: " span id="execution-status" aria-live="polite"
+                    data-live-status={ "/executions/" (id) "/status" } { (status_badge(&status)) } }
+            }
             @if u.can(Role::Operator) {
                 @if !is_final {
                     form method="post" action={ "/executions/" (id) "/cancel" } {
@@ -433,6 +438,30 @@ pub async fn execution(
         StatusCode::OK,
         page(Some(&u), &format!("Execution #{id}"), "/executions", body),
     ))
+}
+
+/// An execution's status badge alone, for the live view of its page.
+pub async fn execution_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let u = match user(&app, &headers).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return StatusCode::UNAUTHORIZED.into_response(),
+        Err(p) => return p.into_response(),
+    };
+    let answer = api::get_execution(
+        u.caller,
+        State(app),
+        Path(id),
+        Query(api::GetQuery { wait: None }),
+    )
+    .await;
+    match json_of(answer).await {
+        Ok(e) => respond(StatusCode::OK, status_badge(&text(&e["status"]))),
+        Err(p) => p.into_response(),
+    }
 }
 
 /// The execution's output as the API streams it (NDJSON, masked), for the live view.
@@ -756,6 +785,16 @@ pub async fn packs(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
 
 /// Registers a pack from an uploaded bundle or tar archive.
 pub async fn register_pack(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Page {
+    // Only an admin's session gets its upload parsed (the CSRF token is inside it).
+    let admin = matches!(user(&app, &headers).await, Ok(Some(u)) if u.can(Role::Admin));
+    if !admin {
+        return Err(view::error_page(
+            None,
+            StatusCode::FORBIDDEN,
+            "registering a pack needs an admin's session; sign in again",
+            &[],
+        ));
+    }
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
