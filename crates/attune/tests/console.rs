@@ -75,10 +75,14 @@ fn on_execution(b: &Browser) -> i64 {
     b.url().rsplit_once('/').unwrap().1.parse().unwrap()
 }
 
+/// Waits until the execution page shows `status`; for a final one, until the page has been
+/// rendered again as final (its live parts gone), so nothing reloads it afterwards.
 fn wait_status(b: &Browser, status: &str) {
+    let is_final = !["requested", "scheduled", "running", "canceling"].contains(&status);
     b.wait_for(30, &format!("status {status}"), |b| {
-        b.source()
-            .contains(&format!("class=\"status status-{status}\""))
+        let html = b.source();
+        html.contains(&format!("class=\"status status-{status}\""))
+            && (!is_final || !html.contains("data-live-status"))
     });
 }
 
@@ -136,7 +140,8 @@ fn console_in_a_browser() {
     click_button(&b, "Run");
     let echo_id = on_execution(&b);
     b.wait_for(30, "the echoed message", |b| {
-        b.text(&b.el("#output")).contains("hello from the console")
+        b.text_of("#output")
+            .is_some_and(|t| t.contains("hello from the console"))
     });
     wait_status(&b, "succeeded");
     assert!(has_button(&b, "Rerun") && !has_button(&b, "Cancel"));
@@ -153,7 +158,8 @@ fn console_in_a_browser() {
     let rerun_id = on_execution(&b);
     assert!(rerun_id > echo_id);
     b.wait_for(30, "the rerun's output", |b| {
-        b.text(&b.el("#output")).contains("hello from the console")
+        b.text_of("#output")
+            .is_some_and(|t| t.contains("hello from the console"))
     });
 
     // A secret parameter: a 422 first (next to `count`, the secret not sent back), then a

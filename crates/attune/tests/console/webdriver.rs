@@ -224,10 +224,26 @@ impl Browser {
         )
     }
 
-    /// Waits up to `secs` for `cond` to hold; fails the test with `what` if it does not.
+    /// The text of the first element matching `css`, read in one step (no stale element
+    /// when the page changes meanwhile).
+    pub fn text_of(&self, css: &str) -> Option<String> {
+        self.exec(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+            json!([css]),
+        )
+        .as_str()
+        .map(str::to_string)
+    }
+
+    /// Waits up to `secs` for `cond` to hold; fails the test with `what` if it does not. A
+    /// condition that fails because the page is being replaced (a stale element, a document
+    /// unloading) is tried again.
     pub fn wait_for(&self, secs: u64, what: &str, mut cond: impl FnMut(&Browser) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
-        while !cond(self) {
+        let mut holds = |b: &Browser| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cond(b))).unwrap_or(false)
+        };
+        while !holds(self) {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what} on {}:\n{}",
