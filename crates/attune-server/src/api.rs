@@ -47,7 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
     let (router, _) = routes().split_for_parts();
     router
-        .merge(crate::console::routes())
+        .merge(crate::console::routes(app.clone()))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(problems_only))
         .layer(axum::extract::DefaultBodyLimit::max(limit))

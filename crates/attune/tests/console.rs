@@ -561,6 +561,19 @@ fn console_over_plain_http() {
     assert!(cookies.is_empty());
     assert!(body.contains("unknown or revoked"));
 
+    // A sign-in form is small; other posts need a session before their body is read.
+    let big = format!("token={}", "a".repeat(100_000));
+    let (status, _, _, _) = raw("POST", &format!("{url}/login"), None, Some(&big), &[]);
+    assert_eq!(status, 413);
+    let (status, _, _, _) = raw(
+        "POST",
+        &format!("{url}/packs"),
+        None,
+        Some(&"x".repeat(1 << 20)),
+        &[],
+    );
+    assert_eq!(status, 403);
+
     let admin = login(&url, &s.token);
     let (status, _, _, page) = raw(
         "GET",

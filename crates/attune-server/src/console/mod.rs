@@ -229,14 +229,40 @@ fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
+/// The largest sign-in form read.
+const MAX_LOGIN_BYTES: usize = 16 * 1024;
+
+/// Refuses a state-changing request from another site or without a live session before
+/// its body is read (the handler then checks its CSRF token and role).
+async fn signed_in_posts(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        return next.run(req).await;
+    }
+    let refuse = |why: &str| view::error_page(None, StatusCode::FORBIDDEN, why, &[]);
+    if !same_origin(req.headers()) {
+        return refuse("a request from another site is refused");
+    }
+    match user(&app, req.headers()).await {
+        Ok(Some(_)) => next.run(req).await,
+        Ok(None) => refuse("you are not signed in (or your session has ended); sign in again"),
+        Err(p) => view::problem_page(None, p),
+    }
+}
+
 /// The console's routes (not in the OpenAPI document).
-pub fn routes() -> Router<Arc<App>> {
+pub fn routes(app: Arc<App>) -> Router<Arc<App>> {
     use pages::*;
+    let login_routes = Router::new()
+        .route("/login", get(login_form).post(login))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BYTES));
     Router::new()
         .route("/", get(home))
         .route("/console.css", get(css))
         .route("/console.js", get(js))
-        .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/executions", get(executions))
         .route("/executions/rows", get(execution_rows))
@@ -256,6 +282,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/workers", get(workers))
         .route("/audit", get(audit))
+        .route_layer(axum::middleware::from_fn_with_state(app, signed_in_posts))
+        .merge(login_routes)
 }
 
 #[cfg(test)]

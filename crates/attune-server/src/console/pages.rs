@@ -158,6 +158,12 @@ pub async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Fie
     if token.is_empty() {
         return login_page(StatusCode::UNAUTHORIZED, Some("Enter an API token."));
     }
+    if token.len() > 200 {
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("That token is unknown or revoked."),
+        );
+    }
     let hash = hash_token(&token);
     match app.store.token_by_hash(&hash).await {
         Ok(Some(row)) => {
