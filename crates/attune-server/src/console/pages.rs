@@ -25,7 +25,7 @@ type Fields = Form<Vec<(String, String)>>;
 const MAX_ANSWER: usize = 64 << 20;
 
 /// The signed-in user of a page, or a redirect to the sign-in page.
-async fn viewer(app: &App, headers: &HeaderMap) -> Result<User, Response> {
+async fn signed_in(app: &App, headers: &HeaderMap) -> Result<User, Response> {
     match user(app, headers).await {
         Ok(Some(u)) => Ok(u),
         Ok(None) => Err(super::see_other("/login")),
@@ -264,7 +264,7 @@ pub async fn executions(
     headers: HeaderMap,
     Query(f): Query<ExecFilter>,
 ) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let rows = load(
         &u,
         api::list_executions(u.caller.clone(), State(app.clone()), Query(f.query())).await,
@@ -353,7 +353,7 @@ pub async fn execution(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let e = load(
         &u,
         api::get_execution(
@@ -535,7 +535,7 @@ pub async fn actions(
     headers: HeaderMap,
     Query(s): Query<Search>,
 ) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let all = load(
         &u,
         api::list_actions(u.caller.clone(), State(app.clone())).await,
@@ -660,7 +660,7 @@ pub async fn action(
     headers: HeaderMap,
     Path(action_ref): Path<String>,
 ) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let a = load(
         &u,
         api::get_action(u.caller.clone(), State(app), Path(action_ref)).await,
@@ -784,7 +784,7 @@ fn packs_page(u: &User, packs: &Value, problem: Option<&Problem>) -> Markup {
 
 /// The registered packs; admins remove and register them here.
 pub async fn packs(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let packs = load(&u, api::list_packs(u.caller.clone(), State(app)).await).await?;
     Ok(respond(StatusCode::OK, packs_page(&u, &packs, None)))
 }
@@ -909,7 +909,7 @@ fn secrets_page(
 
 /// The stored secrets: names, scopes, dates.
 pub async fn secrets(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let rows = load(
         &u,
         api_admin::list_secrets(
@@ -1051,7 +1051,7 @@ fn tokens_page(
 
 /// The API tokens (admins).
 pub async fn tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let rows = load(
         &u,
         api_admin::list_tokens(u.caller.clone(), State(app)).await,
@@ -1115,7 +1115,7 @@ pub async fn revoke_token(
 
 /// The worker processes.
 pub async fn workers(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let rows = load(&u, api::list_workers(u.caller.clone(), State(app)).await).await?;
     Ok(respond(
         StatusCode::OK,
@@ -1144,7 +1144,7 @@ pub async fn workers(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
 
 /// The audit log, newest first (admins).
 pub async fn audit(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
-    let u = viewer(&app, &headers).await?;
+    let u = signed_in(&app, &headers).await?;
     let q = api_admin::AuditQuery {
         since: None,
         kind: None,
