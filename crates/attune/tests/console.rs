@@ -428,7 +428,21 @@ fn console_in_a_browser() {
     // A viewer sees no Run or Cancel, and a POST anyway gets 403.
     let viewer = s.token_for("viewer");
     let running = s.submit(&json!({"action_ref": "core.sleep", "parameters": {"seconds": 30}}));
-    sign_in(&b, &url, &viewer);
+    // By keyboard alone: Tab to the skip link, then to the token field, type, Enter.
+    b.goto(&format!("{url}/login"));
+    b.press("\u{E004}");
+    assert_eq!(b.focused(), "Skip to content");
+    b.press("\u{E004}");
+    b.press("\u{E004}");
+    assert_eq!(
+        b.exec("return document.activeElement.id", json!([])),
+        json!("token")
+    );
+    b.send("#token", &viewer);
+    b.press("\u{E007}");
+    b.wait_for(10, "the executions page", |b| {
+        b.url().ends_with("/executions")
+    });
     for hidden in ["Secrets", "Tokens", "Audit"] {
         assert!(
             !b.all("nav a").iter().any(|e| b.text(e) == hidden),

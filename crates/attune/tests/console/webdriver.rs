@@ -198,6 +198,30 @@ impl Browser {
         );
     }
 
+    /// Presses a key on the keyboard (WebDriver key codes: `\u{E004}` Tab, `\u{E007}` Enter).
+    pub fn press(&self, key: &str) {
+        self.cmd(
+            "POST",
+            "/actions",
+            Some(
+                json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                    {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+                ]}]}),
+            ),
+        );
+    }
+
+    /// The focused element's text (or its value, for an input).
+    pub fn focused(&self) -> String {
+        self.exec(
+            "const e = document.activeElement; return e ? (e.value || e.innerText || '') : '';",
+            json!([]),
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
     /// An element's visible text.
     pub fn text(&self, e: &El) -> String {
         self.cmd("GET", &format!("/element/{}/text", e.0), None)
