@@ -47,6 +47,7 @@ pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.max_body_bytes;
     let (router, _) = routes().split_for_parts();
     router
+        .merge(crate::console::routes(app.clone()))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::middleware::from_fn(problems_only))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -169,7 +170,12 @@ async fn problems_only(req: Request, next: axum::middleware::Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if status.as_u16() < 400 || is_problem {
+    // The console's pages answer errors as HTML pages.
+    let is_page = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if status.as_u16() < 400 || is_problem || is_page {
         return resp;
     }
     let allow = resp
@@ -296,7 +302,7 @@ async fn openapi(caller: Caller) -> ApiResult {
 /// The registered actions, by ref.
 #[utoipa::path(get, path = "/api/v1/actions", tag = "actions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
     responses((status = 200, body = [ActionSummary])))]
-async fn list_actions(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+pub(crate) async fn list_actions(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Viewer)?;
     let mut list: Vec<ActionSummary> = app.catalog.actions().iter().map(|a| a.summary()).collect();
     list.sort_by(|a, b| a.action_ref.cmp(&b.action_ref));
@@ -307,7 +313,7 @@ async fn list_actions(caller: Caller, State(app): State<Arc<App>>) -> ApiResult 
 #[utoipa::path(get, path = "/api/v1/actions/{action_ref}", tag = "actions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
     params(("action_ref" = String, Path, description = "`<pack>.<action>`")),
     responses((status = 200, body = ActionSummary)))]
-async fn get_action(
+pub(crate) async fn get_action(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(action_ref): Path<String>,
@@ -352,7 +358,7 @@ fn pack_view(p: &crate::catalog::LoadedPack) -> PackView {
 /// The registered packs.
 #[utoipa::path(get, path = "/api/v1/packs", tag = "packs", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
     responses((status = 200, body = [PackView])))]
-async fn list_packs(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+pub(crate) async fn list_packs(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Viewer)?;
     Ok(Json(
         app.catalog
@@ -376,7 +382,7 @@ struct BundleBytes(Vec<u8>);
     request_body(content = inline(BundleBytes), content_type = "application/octet-stream",
         description = "a pack bundle"),
     responses((status = 201, body = PackView)))]
-async fn register_pack(
+pub(crate) async fn register_pack(
     caller: Caller,
     State(app): State<Arc<App>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -407,7 +413,7 @@ async fn register_pack(
     responses((status = 204, description = "removed"),
         (status = 409, description = "the bundled core pack cannot be removed", body = ProblemBody,
             content_type = "application/problem+json")))]
-async fn remove_pack(
+pub(crate) async fn remove_pack(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(pack_ref): Path<String>,
@@ -449,19 +455,19 @@ pub const MAX_PAGE: u32 = 200;
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only executions with this status.
     #[param(value_type = Option<ExecutionStatus>, nullable = false)]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only executions of this action (`<pack>.<action>`).
     #[param(nullable = false)]
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Only executions with a smaller id: the cursor of the next page.
     #[param(nullable = false)]
-    before: Option<i64>,
+    pub(crate) before: Option<i64>,
     /// How many at most (default 50).
     #[param(minimum = 1, maximum = 200, nullable = false)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// A page's `limit`: default 50, at most [`MAX_PAGE`].
@@ -483,7 +489,7 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
     params(ListQuery),
     responses((status = 200, body = [Execution],
         headers(("Link" = String, description = "`<…?before=ID&limit=N>; rel=\"next\"` when there may be more")))))]
-async fn list_executions(
+pub(crate) async fn list_executions(
     caller: Caller,
     State(app): State<Arc<App>>,
     Query(q): Query<ListQuery>,
@@ -547,12 +553,12 @@ pub const MAX_WAIT_SECS: u32 = 60;
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct GetQuery {
+pub(crate) struct GetQuery {
     /// Answer once the execution has ended, or after this many seconds at the latest
     /// (default 0: at once). The answer comes as soon as the status changes to a final
     /// one, without polling.
     #[param(minimum = 0, maximum = 60, nullable = false)]
-    wait: Option<u32>,
+    pub(crate) wait: Option<u32>,
 }
 
 /// One execution, with its output. With `wait`, a long poll: the answer comes when the
@@ -560,7 +566,7 @@ struct GetQuery {
 #[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
     params(("id" = i64, Path, description = "the execution's id"), GetQuery),
     responses((status = 200, body = Execution)))]
-async fn get_execution(
+pub(crate) async fn get_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -721,7 +727,7 @@ struct ExecutionRequest {
     responses((status = 201, body = Execution),
         (status = 404, description = "no such action", body = ProblemBody,
             content_type = "application/problem+json")))]
-async fn create_execution(
+pub(crate) async fn create_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
     ApiJson(body): ApiJson,
@@ -805,7 +811,7 @@ async fn create_execution(
     responses((status = 202, body = Execution),
         (status = 409, description = "it has already ended", body = ProblemBody,
             content_type = "application/problem+json")))]
-async fn cancel_execution(
+pub(crate) async fn cancel_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -868,7 +874,7 @@ async fn cancel_execution(
     responses((status = 201, body = Execution),
         (status = 422, description = "the action's parameters no longer accept these", body = ProblemBody,
             content_type = "application/problem+json")))]
-async fn rerun_execution(
+pub(crate) async fn rerun_execution(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -907,10 +913,10 @@ async fn rerun_execution(
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct OutputQuery {
+pub(crate) struct OutputQuery {
     /// Keep the stream open until the execution ends (default false).
     #[param(nullable = false)]
-    follow: Option<bool>,
+    pub(crate) follow: Option<bool>,
 }
 
 /// One line of `/output`: a chunk of output, or (last) how the execution ended.
@@ -979,7 +985,7 @@ fn final_line(e: &ExecutionRow) -> Bytes {
 #[utoipa::path(get, path = "/api/v1/executions/{id}/output", tag = "executions", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
     params(("id" = i64, Path, description = "the execution's id"), OutputQuery),
     responses((status = 200, body = OutputLine, content_type = "application/x-ndjson")))]
-async fn execution_output(
+pub(crate) async fn execution_output(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
@@ -1096,7 +1102,7 @@ async fn stream_output(
 /// abandoned) or `stopped`.
 #[utoipa::path(get, path = "/api/v1/workers", tag = "workers", security(("bearer" = [])), extensions(("x-attune-role" = json!("viewer"))),
     responses((status = 200, body = [attune_store::WorkerRow])))]
-async fn list_workers(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+pub(crate) async fn list_workers(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Viewer)?;
     Ok(Json(app.store.list_workers(crate::LEASE.as_secs()).await?).into_response())
 }

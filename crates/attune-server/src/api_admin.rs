@@ -37,14 +37,14 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
 /// `?scope=`: a secret's scope.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ScopeQuery {
+pub(crate) struct ScopeQuery {
     /// `global`, `pack:<pack>` or `action:<pack>.<action>`. Left out: every scope for the
     /// list, `global` for one secret.
     #[param(
         pattern = "^(global|pack:[a-z0-9_]+|action:[a-z0-9_]+[.][a-z0-9_]+)$",
         nullable = false
     )]
-    scope: Option<String>,
+    pub(crate) scope: Option<String>,
 }
 
 /// The secret name in a path.
@@ -106,7 +106,7 @@ fn admin_on_secret(caller: &Caller, name: &str, q: &ScopeQuery) -> Result<String
 #[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets", security(("bearer" = [])), extensions(("x-attune-role" = json!("operator"))),
     params(ScopeQuery),
     responses((status = 200, body = [SecretRow])))]
-async fn list_secrets(
+pub(crate) async fn list_secrets(
     caller: Caller,
     State(app): State<Arc<App>>,
     Query(q): Query<ScopeQuery>,
@@ -124,7 +124,7 @@ async fn list_secrets(
     params(("name" = String, Path, description = NAME_DOC, pattern = "^[A-Za-z0-9_.-]{1,128}$")),
     request_body = SecretRequest,
     responses((status = 201, body = SecretStored), (status = 200, body = SecretStored)))]
-async fn put_secret(
+pub(crate) async fn put_secret(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -205,7 +205,7 @@ async fn put_secret(
     params(("name" = String, Path, description = NAME_DOC, pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ScopeQuery),
     responses((status = 204, description = "deleted")))]
-async fn delete_secret(
+pub(crate) async fn delete_secret(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -288,7 +288,7 @@ struct NewToken {
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
     request_body = TokenRequest,
     responses((status = 201, body = NewToken)))]
-async fn create_token(
+pub(crate) async fn create_token(
     caller: Caller,
     State(app): State<Arc<App>>,
     ApiJson(body): ApiJson,
@@ -357,7 +357,7 @@ fn token_name_ok(n: &str) -> bool {
 /// The API tokens: names, roles, dates, never a token.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
     responses((status = 200, body = [TokenRow])))]
-async fn list_tokens(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
+pub(crate) async fn list_tokens(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     caller.require(Role::Admin)?;
     Ok(Json(app.store.list_tokens().await?).into_response())
 }
@@ -369,7 +369,7 @@ async fn list_tokens(caller: Caller, State(app): State<Arc<App>>) -> ApiResult {
     responses((status = 200, description = "the tokens revoked", body = [TokenRow]),
         (status = 409, description = "that is the token making this request", body = ProblemBody,
             content_type = "application/problem+json")))]
-async fn revoke_token(
+pub(crate) async fn revoke_token(
     caller: Caller,
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -406,23 +406,23 @@ async fn revoke_token(
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// Only entries at or after this RFC 3339 UTC time, or its date, or date and minute.
     #[param(
         pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}Z?$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z?$|^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]+Z?$",
         nullable = false
     )]
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// Only entries of this kind (`secret.reveal`) or family (`secret`); the document
     /// lists them.
     #[param(nullable = false)]
-    kind: Option<String>,
+    pub(crate) kind: Option<String>,
     /// Only entries with a smaller id: the cursor of the next page.
     #[param(nullable = false)]
-    before: Option<i64>,
+    pub(crate) before: Option<i64>,
     /// How many at most (default 50).
     #[param(minimum = 1, maximum = 200, nullable = false)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// `s` as the log's times compare with it as text, if it is an RFC 3339 UTC time or a
@@ -450,7 +450,7 @@ fn time_prefix(s: &str) -> Option<&str> {
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), extensions(("x-attune-role" = json!("admin"))),
     params(AuditQuery),
     responses((status = 200, body = [AuditRow])))]
-async fn list_audit(
+pub(crate) async fn list_audit(
     caller: Caller,
     State(app): State<Arc<App>>,
     Query(q): Query<AuditQuery>,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod api_admin;
 pub mod auth;
 pub mod catalog;
+pub mod console;
 pub mod http;
 pub mod log;
 pub mod metrics;
@@ -111,6 +112,8 @@ pub struct App {
     pub shutdown: Notify,
     shutting_down: AtomicBool,
     running: Mutex<HashMap<i64, RunningExec>>,
+    /// The web console's sessions.
+    pub console: console::Sessions,
 }
 
 impl App {
@@ -339,6 +342,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         shutdown: Notify::new(),
         shutting_down: AtomicBool::new(false),
         running: Mutex::new(HashMap::new()),
+        console: console::Sessions::default(),
     });
     load_packs(&app, role == Role::Server).await?;
 
