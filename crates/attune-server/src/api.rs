@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -56,8 +57,83 @@ pub fn router(app: Arc<App>) -> Router {
             refuse_oversized,
         ))
         .layer(axum::middleware::from_fn(refuse_oversized_head))
+        .layer(axum::middleware::from_fn(body_deadline))
+        .layer(axum::middleware::map_response(nosniff))
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(app)
+}
+
+/// Every answer says what it is, and browsers must not guess otherwise: an action's
+/// output served as NDJSON is never taken for HTML or a script.
+async fn nosniff(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// How long any request body may take to arrive, at the least.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The slowest upload rate a body is given time for past [`BODY_TIMEOUT`] (bytes/s).
+const BODY_MIN_RATE: u64 = 64 * 1024;
+
+/// Gives a request's body a deadline: [`BODY_TIMEOUT`], plus the time its declared length
+/// takes at [`BODY_MIN_RATE`]. A client that sends its body a byte at a time gets an error
+/// answer when the handler's read fails there, and its connection is closed, as one that
+/// is slow with its headers is (DESIGN.md §8). Nothing is read here: a request refused
+/// before its body is read is still answered at once.
+async fn body_deadline(req: Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let allowed = BODY_TIMEOUT + Duration::from_secs(declared / BODY_MIN_RATE);
+    let req = req.map(|body| {
+        axum::body::Body::new(Deadline {
+            inner: body,
+            expired: Box::pin(tokio::time::sleep(allowed)),
+        })
+    });
+    next.run(req).await
+}
+
+/// A request body that fails once its deadline has passed.
+struct Deadline {
+    inner: axum::body::Body,
+    expired: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match self.expired.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(
+                "the request's body did not arrive in time",
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Runs a request in a `request` span (method, route template, caller) and logs its status

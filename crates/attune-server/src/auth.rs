@@ -111,19 +111,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             .ok_or_else(|| unauthorized("unknown token"))?;
         let role =
             Role::parse(&row.role).ok_or_else(|| unauthorized("token has an unknown role"))?;
-        // Last use, to the minute: at most one write per token and minute, off the
-        // request's path.
-        let now = attune_core::execution::rfc3339(std::time::SystemTime::now());
-        let minute = |t: &str| t.get(..16).map(str::to_string);
-        if row.last_used_at.as_deref().and_then(minute) != minute(&now) {
-            let store = app.store.clone();
-            let id = row.id;
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_token(id, &now).await {
-                    tracing::warn!("cannot record the use of token {id}: {e}");
-                }
-            });
-        }
+        note_use(app, &row);
         tracing::Span::current().record("caller", row.name.as_str());
         tracing::trace!(role = role.as_str(), "authenticated as token {}", row.id);
         Ok(Caller {
@@ -131,5 +119,21 @@ impl FromRequestParts<Arc<App>> for Caller {
             name: row.name,
             role,
         })
+    }
+}
+
+/// Records a token's last use, to the minute: at most one write per token and minute, off
+/// the request's path. The API's callers and the console's sessions both count.
+pub(crate) fn note_use(app: &App, row: &attune_store::TokenRow) {
+    let now = attune_core::execution::rfc3339(std::time::SystemTime::now());
+    let minute = |t: &str| t.get(..16).map(str::to_string);
+    if row.last_used_at.as_deref().and_then(minute) != minute(&now) {
+        let store = app.store.clone();
+        let id = row.id;
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(id, &now).await {
+                tracing::warn!("cannot record the use of token {id}: {e}");
+            }
+        });
     }
 }

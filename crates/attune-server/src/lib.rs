@@ -500,7 +500,8 @@ async fn stop_signal() {
 }
 
 /// On PostgreSQL, wakes this process's idle workers when any server stores an execution
-/// (`work`; their one-second poll is the fallback while the listener reconnects) and
+/// (`work`; their one-second poll is the fallback while the listener reconnects), loads
+/// packs registered or replaced through other servers, and
 /// passes status changes on to the clients waiting for them (`status`). Nothing on SQLite.
 async fn listen(app: Arc<App>, work: bool, status: bool) {
     if !work && !status {
@@ -522,6 +523,13 @@ async fn listen(app: Arc<App>, work: bool, status: bool) {
             match l.next().await {
                 Ok(attune_store::Heard::Work) => app.wake.notify_one(),
                 Ok(attune_store::Heard::Status) => {}
+                // Loaded before the work that may follow it is claimed (same connection,
+                // commit order).
+                Ok(attune_store::Heard::Packs) => {
+                    if let Err(e) = refresh_packs(&app).await {
+                        tracing::warn!("cannot load the changed packs yet: {e}");
+                    }
+                }
                 Err(_) => listener = None,
             }
         }

@@ -86,6 +86,8 @@ const WORK_CHANNEL: &str = "attune_work";
 /// The PostgreSQL channel every status change is announced on, with the execution's id
 /// (migration 0005's trigger).
 const STATUS_CHANNEL: &str = "attune_status";
+/// The PostgreSQL channel a registered, replaced or removed pack is announced on.
+const PACKS_CHANNEL: &str = "attune_packs";
 
 /// What a [`Listener`] heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,8 @@ pub enum Heard {
     Work,
     /// An execution changed status (already announced to this process's waiters).
     Status,
+    /// A pack was registered, replaced or removed.
+    Packs,
 }
 
 /// Hears of new executions and status changes on PostgreSQL (LISTEN/NOTIFY).
@@ -119,6 +123,9 @@ impl Listener {
                 self.announcer.announce(id);
             }
             return Ok(Heard::Status);
+        }
+        if n.channel() == PACKS_CHANNEL {
+            return Ok(Heard::Packs);
         }
         Ok(Heard::Work)
     }
@@ -386,15 +393,19 @@ impl Store {
         self.backend
     }
 
-    /// On PostgreSQL, a connection that hears of each new execution (`work`) and of every
-    /// status change (`status`): call [`Listener::next`]. `None` on SQLite, where this
+    /// On PostgreSQL, a connection that hears of each new execution and pack change
+    /// (`work`) and of every status change (`status`): call [`Listener::next`]. `None` on SQLite, where this
     /// process is the only one and announces its own changes.
     pub async fn listener(&self, work: bool, status: bool) -> Result<Option<Listener>> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
         let mut l = sqlx::postgres::PgListener::connect(url).await?;
-        let channels = [(work, WORK_CHANNEL), (status, STATUS_CHANNEL)];
+        let channels = [
+            (work, WORK_CHANNEL),
+            (work, PACKS_CHANNEL),
+            (status, STATUS_CHANNEL),
+        ];
         l.listen_all(channels.iter().filter(|c| c.0).map(|c| c.1))
             .await?;
         // Whatever changed before it listened is looked at again.
@@ -503,7 +514,20 @@ impl Store {
         .bind(&p.registered_at)
         .execute(&self.pool)
         .await?;
+        self.announce_packs().await;
         Ok(())
+    }
+
+    /// On PostgreSQL, tells the workers of other processes that the packs changed, so they
+    /// load them before they claim an execution of them. Best effort, after the commit:
+    /// their heartbeat, and a claim of an action they do not know, load them anyway.
+    async fn announce_packs(&self) {
+        if self.backend == Backend::Postgres {
+            let _ = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(PACKS_CHANNEL)
+                .execute(&self.pool)
+                .await;
+        }
     }
 
     /// All registered packs, with their bundles.
@@ -531,6 +555,7 @@ impl Store {
             .bind(pack_ref)
             .execute(&self.pool)
             .await?;
+        self.announce_packs().await;
         Ok(r.rows_affected() > 0)
     }
 

@@ -93,6 +93,74 @@ fn slow_clients_are_cut_off_after_the_header_timeout_and_starve_no_one() {
 }
 
 #[test]
+fn a_body_sent_a_byte_a_second_is_cut_off_too() {
+    let s = TestServer::start(&["--workers", "1"]);
+    let a = addr(&s);
+    // Before any session (the console's sign-in form), and with a token (the API): each
+    // declares a body of 1000 bytes and sends it a byte a second.
+    let heads = [
+        format!("POST /login HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"),
+        format!("POST /api/v1/executions HTTP/1.1\r\nHost: {a}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", s.token),
+    ];
+    let start = Instant::now();
+    let mut conns: Vec<TcpStream> = heads
+        .iter()
+        .map(|h| {
+            let mut c = TcpStream::connect(&a).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+            c.write_all(h.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    let mut ended: Vec<Option<(Duration, String)>> = vec![None; conns.len()];
+    let mut worst = Duration::ZERO;
+    while start.elapsed() < Duration::from_secs(20) && ended.iter().any(Option::is_none) {
+        for (i, c) in conns.iter_mut().enumerate() {
+            if ended[i].is_some() {
+                continue;
+            }
+            let mut buf = [0u8; 64];
+            let answer = match c.read(&mut buf) {
+                Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            };
+            let answer = answer.or_else(|| c.write_all(b" ").err().map(|e| e.to_string()));
+            if let Some(answer) = answer {
+                ended[i] = Some((start.elapsed(), answer));
+            }
+        }
+        worst = worst.max(healthz(&s));
+        std::thread::sleep(Duration::from_millis(990));
+    }
+    for e in ended {
+        let (at, answer) = e.expect("a connection sending its body slowly was never cut off");
+        assert!(
+            at >= Duration::from_secs(9),
+            "cut off early ({at:?}): {answer}"
+        );
+        assert!(
+            at <= Duration::from_secs(13),
+            "cut off late ({at:?}): {answer}"
+        );
+        // An error answer, or the connection closed.
+        assert!(
+            answer.is_empty()
+                || answer.starts_with("HTTP/1.1 4")
+                || answer.contains("reset")
+                || answer.contains("pipe"),
+            "{answer}"
+        );
+    }
+    assert!(worst < Duration::from_secs(1), "/healthz took {worst:?}");
+}
+
+#[test]
 fn a_connection_past_the_cap_gets_a_503_problem_and_the_others_are_served() {
     let s = TestServer::start(&["--workers", "1", "--max-connections", "4"]);
     let held: Vec<TcpStream> = (0..4)

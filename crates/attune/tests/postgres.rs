@@ -452,6 +452,12 @@ fn a_pack_registered_after_a_worker_started_runs_on_it_at_once() {
     let out = s.cli(&["run", "fresh.act"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "fresh\n");
+    // Replaced, and run at once: the new version runs, not the one the worker had.
+    std::fs::write(pack.join("actions/act.sh"), "echo replaced\n").unwrap();
+    assert_eq!(s.register(&pack).0, 201);
+    let out = s.cli(&["run", "fresh.act"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "replaced\n");
 }
 
 #[test]

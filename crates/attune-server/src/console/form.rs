@@ -371,7 +371,8 @@ pub fn render(
                                 }
                             }
                         }
-                        Kind::Json => {
+                        // A secret object or array is typed on one line, hidden.
+                        Kind::Json if !f.secret => {
                             textarea id=(id) name={ "p." (f.name) } rows="4" spellcheck="false"
                                 required[f.required] placeholder="JSON"
                                 aria-invalid=[(!errs.is_empty()).then_some("true")]
@@ -380,8 +381,9 @@ pub fn render(
                         kind => {
                             @let ty = if f.secret { "password" } else { "text" };
                             @let mode = (*kind == Kind::Number).then_some("decimal");
+                            @let hint = (*kind == Kind::Json).then_some("JSON");
                             input type=(ty) id=(id) name={ "p." (f.name) } value=(value)
-                                inputmode=[mode] required[f.required]
+                                inputmode=[mode] required[f.required] placeholder=[hint]
                                 autocomplete=[f.secret.then_some("new-password")]
                                 aria-invalid=[(!errs.is_empty()).then_some("true")]
                                 aria-describedby=[(!described.is_empty()).then_some(&described)];
@@ -522,5 +524,24 @@ mod tests {
         let html = render("x.y", &f, &entered, &Errors::default(), "c").into_string();
         assert!(!html.contains("s3cr3t-value"));
         assert!(html.contains("type=\"password\""));
+    }
+
+    #[test]
+    fn a_secret_object_is_a_password_input_too() {
+        let f = fields(&schema(), &["headers".into()]);
+        let (entered, _) = read(&f, &form(&[("p.headers", "{\"k\": \"s3cr3t\"}")]));
+        let html = render("x.y", &f, &entered, &Errors::default(), "c").into_string();
+        assert!(!html.contains("s3cr3t"));
+        assert!(!html.contains("textarea"), "{html}");
+        assert!(html.contains("id=\"p-headers\"") || html.contains("name=\"p.headers\""));
+        let input = html.split("name=\"p.headers\"").next().unwrap_or_default();
+        assert!(
+            input
+                .rsplit("<input")
+                .next()
+                .unwrap_or_default()
+                .contains("type=\"password\""),
+            "{html}"
+        );
     }
 }

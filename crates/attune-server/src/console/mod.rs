@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// The most sessions kept at once; past it, the oldest is ended.
 const MAX_SESSIONS: usize = 10_000;
+/// The most sessions of one token; past it, that token's oldest is ended (so one token
+/// signing in again and again cannot push everyone else's sessions out).
+const MAX_SESSIONS_PER_TOKEN: usize = 16;
 /// The session cookie's name.
 const COOKIE: &str = "attune_session";
 
@@ -54,14 +57,22 @@ impl Sessions {
         let now = Instant::now();
         let mut map = self.map.lock().ok()?;
         map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS {
-            let oldest = map
-                .iter()
+        let oldest = |map: &HashMap<String, Session>, same_token: bool| {
+            map.iter()
+                .filter(|(_, s)| !same_token || s.token_hash == token_hash)
                 .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                map.remove(&k);
-            }
+                .map(|(k, _)| k.clone())
+        };
+        let of_token = map.values().filter(|s| s.token_hash == token_hash).count();
+        let evict = if of_token >= MAX_SESSIONS_PER_TOKEN {
+            oldest(&map, true)
+        } else if map.len() >= MAX_SESSIONS {
+            oldest(&map, false)
+        } else {
+            None
+        };
+        if let Some(k) = evict {
+            map.remove(&k);
         }
         map.insert(
             id.clone(),
@@ -153,6 +164,7 @@ async fn user(app: &App, headers: &HeaderMap) -> Result<Option<User>, crate::pro
     let Some(role) = Role::parse(&row.role) else {
         return Ok(None);
     };
+    crate::auth::note_use(app, &row);
     tracing::Span::current().record("caller", row.name.as_str());
     Ok(Some(User {
         caller: Caller {
@@ -325,6 +337,29 @@ mod tests {
         h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", "cross-site".parse().unwrap());
         assert!(!same_origin(&h));
+    }
+
+    #[test]
+    fn one_token_cannot_push_out_the_sessions_of_others() {
+        let s = Sessions::default();
+        let (other, _) = s.start("other".into()).unwrap();
+        let first = s.start("noisy".into()).unwrap().0;
+        for _ in 0..MAX_SESSIONS_PER_TOKEN + 5 {
+            s.start("noisy".into()).unwrap();
+        }
+        assert!(s.get(&other).is_some());
+        assert!(
+            s.get(&first).is_none(),
+            "the noisy token's oldest session ended"
+        );
+        let noisy = s
+            .map
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|x| x.token_hash == "noisy")
+            .count();
+        assert_eq!(noisy, MAX_SESSIONS_PER_TOKEN);
     }
 
     #[test]

@@ -167,6 +167,10 @@ pub async fn login(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Fie
     let hash = hash_token(&token);
     match app.store.token_by_hash(&hash).await {
         Ok(Some(row)) => {
+            // The session this browser had, if any, ends: one browser, one session.
+            if let Some(old) = super::session_id(&headers) {
+                app.console.end(&old);
+            }
             let Some((sid, _)) = app.console.start(hash) else {
                 return view::problem_page(None, Problem::internal("cannot start a session"));
             };
