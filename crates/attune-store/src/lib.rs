@@ -225,10 +225,12 @@ fn now() -> String {
     attune_core::execution::rfc3339(std::time::SystemTime::now())
 }
 
-const EXECUTION_COLUMNS: &str = "id, action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
+/// An execution's columns; its parameters come from their own table (migration 0007),
+/// written once, so that status changes never rewrite them.
+const EXECUTION_COLUMNS: &str = "id, action_ref, status, (SELECT p.parameters FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
 
 /// [`EXECUTION_COLUMNS`] for lists: the output columns are not read.
-const LIST_COLUMNS: &str = "id, action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, NULL AS stdout, NULL AS stderr, error";
+const LIST_COLUMNS: &str = "id, action_ref, status, (SELECT p.parameters FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, NULL AS stdout, NULL AS stderr, error";
 
 /// A query built only from constants of this file (column lists, `?` placeholders), never
 /// from input.
@@ -575,11 +577,10 @@ impl Store {
         // Only the id comes back: the rest is what was written, so a large parameter
         // document is not read back and parsed again.
         let q = sqlx::query(
-            "INSERT INTO executions (action_ref, status, parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
+             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(&e.action_ref)
-        .bind(Value::Object(e.parameters.clone()).to_string())
         .bind(&e.secrets)
         .bind(refs)
         .bind(serde_json::to_string(&e.env_vars).unwrap_or_else(|_| "{}".into()))
@@ -609,11 +610,6 @@ impl Store {
             created_at: created_at.clone(),
             ..ExecutionRow::default()
         };
-        if self.backend == Backend::Sqlite && audit.is_none() {
-            // One statement: committed when it returns (see `write_returning`).
-            let id = id_of(self.write_returning(q).await?.as_ref())?;
-            return Ok(stored(id));
-        }
         let mut tx = self.begin_write().await?;
         // fetch_all steps the statement to completion (see `write_returning`).
         let rows = q.fetch_all(&mut *tx).await?;
@@ -623,6 +619,14 @@ impl Store {
             ));
         }
         let id = id_of(rows.first())?;
+        sqlx::query("INSERT INTO execution_parameters (execution_id, parameters) VALUES ($1, $2)")
+            .bind(id)
+            .bind(
+                serde_json::to_string(&e.parameters)
+                    .map_err(|err| StoreError::Database(err.to_string()))?,
+            )
+            .execute(&mut *tx)
+            .await?;
         if let Some(a) = audit {
             let a = AuditEntry {
                 subject: format!("execution {id}"),
