@@ -132,6 +132,21 @@ impl ParamSchema {
         self.redact_also(params, &[])
     }
 
+    /// [`ParamSchema::redact_also`] of parameters no longer needed otherwise: the values
+    /// that are not secret are moved, not copied.
+    pub fn redact_owned(
+        &self,
+        mut params: Map<String, Value>,
+        also_secret: &[String],
+    ) -> Map<String, Value> {
+        for (k, v) in params.iter_mut() {
+            if self.is_secret(k) || also_secret.contains(k) {
+                *v = Value::String(crate::REDACTED.into());
+            }
+        }
+        params
+    }
+
     /// Like [`ParamSchema::redact`], also redacting the parameters named in `also_secret`.
     pub fn redact_also(
         &self,
@@ -572,6 +587,20 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn redacting_owned_parameters_hides_the_same_ones() {
+        let flat = json!({"msg": {"type": "string"}, "token": {"type": "string", "secret": true}, "pin": {"type": "string"}});
+        let s = ParamSchema::from_metadata(Some(&flat)).unwrap();
+        let p = obj(json!({"msg": "hi", "token": "s3cr3t", "pin": "1234"}));
+        let also = ["pin".to_string()];
+        let owned = s.redact_owned(p.clone(), &also);
+        assert_eq!(owned, s.redact_also(&p, &also));
+        assert_eq!(
+            Value::Object(owned),
+            json!({"msg": "hi", "token": "********", "pin": "********"})
+        );
     }
 
     #[test]

@@ -759,9 +759,9 @@ pub async fn submit(
     let row = app
         .store
         .insert_execution(
-            &NewExecution {
+            NewExecution {
                 action_ref: action.action_ref.clone(),
-                parameters: action.parameters.redact_also(&parameters, also_secret),
+                parameters: action.parameters.redact_owned(parameters, also_secret),
                 secrets: sealed,
                 env_vars: env_vars.as_map().clone(),
                 timeout_secs: timeout,

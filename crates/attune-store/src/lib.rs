@@ -566,11 +566,14 @@ impl Store {
     /// Stores a new execution in status `requested`; returns it once committed (the API
     /// answers 201 with it). `audit`, if given, is written in the same transaction, its
     /// subject the new execution's id: an execution given secrets is never without it.
+    /// Takes `e` whole: its parameters become the returned row's, never copied.
     pub async fn insert_execution(
         &self,
-        e: &NewExecution,
+        e: NewExecution,
         audit: Option<&AuditEntry>,
     ) -> Result<ExecutionRow> {
+        let parameters = serde_json::to_string(&e.parameters)
+            .map_err(|err| StoreError::Database(err.to_string()))?;
         let refs =
             (!e.secret_refs.is_empty()).then(|| Value::Object(e.secret_refs.clone()).to_string());
         let created_at = now();
@@ -598,16 +601,16 @@ impl Store {
         };
         let stored = |id: i64| ExecutionRow {
             id,
-            action_ref: e.action_ref.clone(),
+            action_ref: e.action_ref,
             status: ExecutionStatus::Requested,
-            parameters: e.parameters.clone(),
-            secrets: e.secrets.clone(),
-            secret_refs: e.secret_refs.clone(),
-            env_vars: e.env_vars.clone(),
+            parameters: e.parameters,
+            secrets: e.secrets,
+            secret_refs: e.secret_refs,
+            env_vars: e.env_vars,
             timeout_secs: e.timeout_secs,
-            requested_by: e.requested_by.clone(),
+            requested_by: e.requested_by,
             rerun_of: e.rerun_of,
-            created_at: created_at.clone(),
+            created_at,
             ..ExecutionRow::default()
         };
         let mut tx = self.begin_write().await?;
@@ -621,10 +624,7 @@ impl Store {
         let id = id_of(rows.first())?;
         sqlx::query("INSERT INTO execution_parameters (execution_id, parameters) VALUES ($1, $2)")
             .bind(id)
-            .bind(
-                serde_json::to_string(&e.parameters)
-                    .map_err(|err| StoreError::Database(err.to_string()))?,
-            )
+            .bind(parameters)
             .execute(&mut *tx)
             .await?;
         if let Some(a) = audit {
@@ -981,7 +981,7 @@ mod tests {
             .unwrap();
         for _ in 0..50 {
             store
-                .insert_execution(&new_exec("core.noop"), None)
+                .insert_execution(new_exec("core.noop"), None)
                 .await
                 .unwrap();
         }

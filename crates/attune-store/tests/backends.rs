@@ -53,7 +53,7 @@ fn new_exec(action: &str) -> NewExecution {
 
 async fn executions(s: &Store) {
     let a = s
-        .insert_execution(&new_exec("core.echo"), None)
+        .insert_execution(new_exec("core.echo"), None)
         .await
         .unwrap();
     assert_eq!(a.status, Requested);
@@ -61,7 +61,7 @@ async fn executions(s: &Store) {
     assert_eq!(a.secrets.as_deref(), Some(&[0u8, 1, 2, 255][..]));
     let b = s
         .insert_execution(
-            &NewExecution {
+            NewExecution {
                 rerun_of: Some(a.id),
                 ..new_exec("core.sleep")
             },
@@ -306,15 +306,15 @@ async fn workers_and_leases(s: &Store) {
     assert_eq!(s.worker_start("w-a", "host-a", 4, true).await.unwrap(), 0);
     s.worker_start("w-b", "host-b", 2, false).await.unwrap();
     let a = s
-        .insert_execution(&new_exec("core.echo"), None)
+        .insert_execution(new_exec("core.echo"), None)
         .await
         .unwrap();
     let b = s
-        .insert_execution(&new_exec("core.echo"), None)
+        .insert_execution(new_exec("core.echo"), None)
         .await
         .unwrap();
     let c = s
-        .insert_execution(&new_exec("core.echo"), None)
+        .insert_execution(new_exec("core.echo"), None)
         .await
         .unwrap();
     assert_eq!(s.claim_next("w-a").await.unwrap().unwrap().id, a.id);

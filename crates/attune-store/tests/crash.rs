@@ -63,13 +63,13 @@ async fn child(op: &str, db: &str) {
     let out = match arg(0).as_str() {
         "insert_execution" => json!(
             store
-                .insert_execution(&new_exec(), Some(&secrets_audit()))
+                .insert_execution(new_exec(), Some(&secrets_audit()))
                 .await
                 .unwrap()
                 .id
         ),
         "insert_execution_plain" => {
-            json!(store.insert_execution(&new_exec(), None).await.unwrap().id)
+            json!(store.insert_execution(new_exec(), None).await.unwrap().id)
         }
         "claim_next" => json!(store.claim_next("w-crash").await.unwrap().map(|e| e.id)),
         "start" => json!(store.transition(id(), Scheduled, Running).await.unwrap()),
@@ -292,11 +292,11 @@ fn crash_rounds(rt: &tokio::runtime::Runtime, db: &str, test: &str, rounds: usiz
     }
     // In flight at a crash: abandoned, and that too is durable.
     let a = rt
-        .block_on(open().insert_execution(&new_exec(), None))
+        .block_on(open().insert_execution(new_exec(), None))
         .unwrap()
         .id;
     let b = rt
-        .block_on(open().insert_execution(&new_exec(), None))
+        .block_on(open().insert_execution(new_exec(), None))
         .unwrap()
         .id;
     rt.block_on(open().claim_next("w")).unwrap();
