@@ -293,10 +293,14 @@ impl<S: Send + Sync> FromRequest<S> for ApiJson {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(rejection) => {
                 let status = rejection.status();
-                let detail = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "request body too large".to_string(),
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                let detail = match (status, &rejection) {
+                    (StatusCode::PAYLOAD_TOO_LARGE, _) => "request body too large".to_string(),
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, _) => {
                         "expected Content-Type: application/json".to_string()
+                    }
+                    // Not the JSON's fault: the body did not arrive (in time, or at all).
+                    (_, axum::extract::rejection::JsonRejection::BytesRejection(_)) => {
+                        format!("cannot read the request's body: {}", rejection.body_text())
                     }
                     _ => format!("malformed JSON: {}", rejection.body_text()),
                 };
