@@ -502,13 +502,10 @@ pub async fn cancel(
     Path(id): Path<String>,
     Form(f): Fields,
 ) -> Page {
-    let u = actor_user(&app, &headers, &f, Role::Operator).await?;
-    let e = load(
-        &u,
-        api::cancel_execution(u.caller.clone(), State(app), Path(id)).await,
-    )
-    .await?;
-    Ok(super::see_other(&format!("/executions/{}", text(&e["id"]))))
+    on_execution(app, &headers, &f, |c, a| {
+        api::cancel_execution(c, State(a), Path(id))
+    })
+    .await
 }
 
 /// Runs an execution again, then shows the new one.
@@ -518,12 +515,26 @@ pub async fn rerun(
     Path(id): Path<String>,
     Form(f): Fields,
 ) -> Page {
-    let u = actor_user(&app, &headers, &f, Role::Operator).await?;
-    let e = load(
-        &u,
-        api::rerun_execution(u.caller.clone(), State(app), Path(id)).await,
-    )
-    .await?;
+    on_execution(app, &headers, &f, |c, a| {
+        api::rerun_execution(c, State(a), Path(id))
+    })
+    .await
+}
+
+/// An operator's request about an execution (`call`, an API handler), then the page of
+/// the execution it answers with.
+async fn on_execution<F, Fut>(
+    app: Arc<App>,
+    headers: &HeaderMap,
+    f: &[(String, String)],
+    call: F,
+) -> Page
+where
+    F: FnOnce(crate::auth::Caller, Arc<App>) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, Problem>>,
+{
+    let u = actor_user(&app, headers, f, Role::Operator).await?;
+    let e = load(&u, call(u.caller.clone(), app).await).await?;
     Ok(super::see_other(&format!("/executions/{}", text(&e["id"]))))
 }
 
