@@ -84,6 +84,11 @@ const BODY_MIN_RATE: u64 = 64 * 1024;
 /// is slow with its headers is (DESIGN.md §8). Nothing is read here: a request refused
 /// before its body is read is still answered at once.
 async fn body_deadline(req: Request, next: axum::middleware::Next) -> Response {
+    use http_body::Body as _;
+    // Most requests (GETs) have no body: no timer for them.
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

@@ -925,20 +925,30 @@ fn secrets_page(
 /// The stored secrets: names, scopes, dates.
 pub async fn secrets(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     let u = signed_in(&app, &headers).await?;
-    let rows = load(
-        &u,
-        api_admin::list_secrets(
-            u.caller.clone(),
-            State(app),
-            Query(api_admin::ScopeQuery { scope: None }),
-        )
-        .await,
-    )
-    .await?;
+    let rows = secret_rows(&u, app).await?;
     Ok(respond(
         StatusCode::OK,
         secrets_page(&u, &rows, None, "", "global"),
     ))
+}
+
+/// Every stored secret (names, scopes, dates), as the user may list them.
+async fn secret_rows(u: &User, app: Arc<App>) -> Result<Value, Response> {
+    let all = Query(api_admin::ScopeQuery { scope: None });
+    load(
+        u,
+        api_admin::list_secrets(u.caller.clone(), State(app), all).await,
+    )
+    .await
+}
+
+/// Every API token, as the user may list them.
+async fn token_rows(u: &User, app: Arc<App>) -> Result<Value, Response> {
+    load(
+        u,
+        api_admin::list_tokens(u.caller.clone(), State(app)).await,
+    )
+    .await
 }
 
 fn field<'a>(f: &'a [(String, String)], name: &str) -> &'a str {
@@ -962,16 +972,7 @@ pub async fn set_secret(State(app): State<Arc<App>>, headers: HeaderMap, Form(f)
     match json_of(answer).await {
         Ok(_) => Ok(super::see_other("/secrets")),
         Err(p) => {
-            let rows = load(
-                &u,
-                api_admin::list_secrets(
-                    u.caller.clone(),
-                    State(app),
-                    Query(api_admin::ScopeQuery { scope: None }),
-                )
-                .await,
-            )
-            .await?;
+            let rows = secret_rows(&u, app).await?;
             Err(respond(
                 p.status,
                 secrets_page(&u, &rows, Some(&p), name, scope),
@@ -1067,11 +1068,7 @@ fn tokens_page(
 /// The API tokens (admins).
 pub async fn tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> Page {
     let u = signed_in(&app, &headers).await?;
-    let rows = load(
-        &u,
-        api_admin::list_tokens(u.caller.clone(), State(app)).await,
-    )
-    .await?;
+    let rows = token_rows(&u, app).await?;
     Ok(respond(StatusCode::OK, tokens_page(&u, &rows, None, None)))
 }
 
@@ -1093,11 +1090,7 @@ pub async fn create_token(
         Ok(t) => (Some(t), None),
         Err(p) => (None, Some(p)),
     };
-    let rows = load(
-        &u,
-        api_admin::list_tokens(u.caller.clone(), State(app)).await,
-    )
-    .await?;
+    let rows = token_rows(&u, app).await?;
     let status = problem.as_ref().map_or(StatusCode::CREATED, |p| p.status);
     Ok(respond(
         status,
@@ -1118,11 +1111,7 @@ pub async fn revoke_token(
     {
         Ok(_) => Ok(super::see_other("/tokens")),
         Err(p) => {
-            let rows = load(
-                &u,
-                api_admin::list_tokens(u.caller.clone(), State(app)).await,
-            )
-            .await?;
+            let rows = token_rows(&u, app).await?;
             Err(respond(p.status, tokens_page(&u, &rows, Some(&p), None)))
         }
     }
