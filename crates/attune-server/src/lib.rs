@@ -63,6 +63,30 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// flight is abandoned.
 pub const LEASE: Duration = Duration::from_secs(15);
 
+/// Waits between retries against a database that refuses: doubling from 50 ms up to 5 s,
+/// back to the start once it answers again.
+#[derive(Debug)]
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(50);
+    const MOST: Duration = Duration::from_secs(5);
+
+    pub(crate) fn new() -> Backoff {
+        Backoff(Self::FIRST)
+    }
+
+    /// Sleeps for the current delay, then doubles it.
+    pub(crate) async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Self::MOST);
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.0 = Self::FIRST;
+    }
+}
+
 /// Which process this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -508,13 +532,17 @@ async fn listen(app: Arc<App>, work: bool, status: bool) {
         return;
     }
     let mut listener = None;
+    let mut backoff = Backoff::new();
     loop {
         if listener.is_none() {
             match app.store.listener(work, status).await {
-                Ok(Some(l)) => listener = Some(l),
+                Ok(Some(l)) => {
+                    listener = Some(l);
+                    backoff.reset();
+                }
                 Ok(None) => return,
                 Err(_) => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    backoff.wait().await;
                     continue;
                 }
             }
@@ -549,6 +577,7 @@ fn background_tasks(
         let mut tick = tokio::time::interval(HEARTBEAT);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut outage = false;
+        let mut back_at: Option<std::time::Instant> = None;
         let mut packs_seen: Vec<(String, String)> = Vec::new();
         let mut sweep_round = 0u64;
         let mut stuck_on_key = 0i64;
@@ -604,7 +633,13 @@ fn background_tasks(
                     failed = Some(e);
                 }
             }
-            match app.store.reap_lost_workers(LEASE.as_secs()).await {
+            // Not within a lease of this process's own outage: the workers' heartbeats
+            // failed as its queries did, and have not had the time to land again.
+            let reaped = match back_at.is_some_and(|t| t.elapsed() < LEASE) {
+                true => Ok(0),
+                false => app.store.reap_lost_workers(LEASE.as_secs()).await,
+            };
+            match reaped {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(
                     "{n} execution(s) of workers that stopped sending heartbeats are now abandoned"
@@ -619,6 +654,7 @@ fn background_tasks(
                 None if outage => {
                     tracing::info!("the database is back");
                     outage = false;
+                    back_at = Some(std::time::Instant::now());
                 }
                 _ => {}
             }

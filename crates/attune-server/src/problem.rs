@@ -3,6 +3,7 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An API error.
 #[derive(Debug)]
@@ -59,9 +60,37 @@ impl Problem {
     }
 }
 
+/// When a request's database error was last logged at error level (seconds since the
+/// epoch), and how many were not since then.
+static STORE_ERROR_LOGGED: AtomicU64 = AtomicU64::new(0);
+static STORE_ERRORS_UNSAID: AtomicU64 = AtomicU64::new(0);
+
+/// Logs a request's database error: at most one line every 10 s at error level, saying how
+/// many were left out (an outage fails every request; the operator needs one line, not
+/// thousands); the rest at debug level.
+fn log_store_error(e: &attune_store::StoreError) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = STORE_ERROR_LOGGED.load(Ordering::Relaxed);
+    if now >= last + 10
+        && STORE_ERROR_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        match STORE_ERRORS_UNSAID.swap(0, Ordering::Relaxed) {
+            0 => tracing::error!("store: {e}"),
+            n => tracing::error!("store: {e} ({n} more such errors since the last one logged)"),
+        }
+    } else {
+        STORE_ERRORS_UNSAID.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("store: {e}");
+    }
+}
+
 impl From<attune_store::StoreError> for Problem {
     fn from(e: attune_store::StoreError) -> Self {
-        tracing::error!("store: {e}");
+        log_store_error(&e);
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the database is unavailable; try again",

@@ -78,6 +78,7 @@ pub struct RunningExec {
 pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
     let takes_secrets = app.secrets.has_key();
     let mut outage = false;
+    let mut backoff = crate::Backoff::new();
     loop {
         if app.is_shutting_down() {
             return;
@@ -86,6 +87,7 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
         if outage && claimed.is_ok() {
             tracing::debug!("worker {name}: claiming again");
             outage = false;
+            backoff.reset();
         }
         match claimed {
             Ok(Some(exec)) => {
@@ -111,7 +113,10 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
                     tracing::debug!("worker {name}: cannot claim work, retrying: {e}");
                     outage = true;
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    _ = backoff.wait() => {}
+                    _ = app.shutdown.notified() => {}
+                }
             }
         }
     }
@@ -136,7 +141,7 @@ async fn record_outcome(
     status: ExecutionStatus,
     finish: &Finish,
 ) {
-    let mut delay = Duration::from_millis(50);
+    let mut backoff = crate::Backoff::new();
     let mut logged = false;
     loop {
         match app.store.finish(id, from, status, finish).await {
@@ -146,8 +151,7 @@ async fn record_outcome(
                     tracing::error!("execution {id}: cannot record the outcome yet, retrying: {e}");
                     logged = true;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
             }
         }
     }

@@ -119,15 +119,24 @@ impl Store {
     }
 
     /// Abandons the executions in flight on workers whose last heartbeat is older than
-    /// `lease_secs`. Returns how many.
+    /// `lease_secs`. Returns how many. Nothing is abandoned while PostgreSQL has been up
+    /// for less than a lease: after a restart of the database, live workers have not had
+    /// the time to renew their leases yet.
     pub async fn reap_lost_workers(&self, lease_secs: u64) -> Result<u64> {
         let cutoff = self.db_time("$1");
         let now = self.db_time("0");
+        let db_up_long_enough = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => {
+                "AND clock_timestamp() - pg_postmaster_start_time() > make_interval(secs => $1)"
+            }
+        };
         let r = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE executions SET status = 'abandoned', finished_at = {now},
                error = 'its worker ' || worker || ' stopped sending heartbeats while it was in flight; it was not run again (at-most-once delivery)'
              WHERE status IN ('scheduled', 'running', 'canceling')
-               AND worker IN (SELECT name FROM workers WHERE stopped_at IS NULL AND heartbeat_at < {cutoff})"
+               AND worker IN (SELECT name FROM workers WHERE stopped_at IS NULL AND heartbeat_at < {cutoff})
+               {db_up_long_enough}"
         )))
         .bind(lease_secs as i64)
         .execute(&self.pool)

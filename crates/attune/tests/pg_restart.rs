@@ -10,8 +10,11 @@ use common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `pg_ctlcluster <version> main restart` on the local cluster.
-fn restart_postgresql() {
+/// The tests here take the shared PostgreSQL down: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `pg_ctlcluster <version> main <what>` (restart, stop, start) on the local cluster.
+fn pg_ctlcluster(what: &str) {
     let version = std::fs::read_dir("/etc/postgresql")
         .expect("this test restarts the local PostgreSQL cluster (/etc/postgresql)")
         .flatten()
@@ -21,30 +24,32 @@ fn restart_postgresql() {
     let status = Command::new("pg_ctlcluster")
         .args(["--skip-systemctl-redirect"])
         .arg(&version)
-        .args(["main", "restart"])
+        .args(["main", what])
         .status()
         .expect("pg_ctlcluster must be installed");
-    assert!(status.success(), "pg_ctlcluster restart failed");
+    assert!(status.success(), "pg_ctlcluster {what} failed");
 }
 
-#[test]
-fn a_postgresql_restart_loses_no_acknowledged_execution() {
-    let pg = PgDatabase::new();
-    let url = pg.url.clone();
-    let s = TestServer::start(&["--workers", "0", "--database-url", &url]);
-    let tmp = shared_tempdir();
-    marker_pack(&tmp.path().join("mark"));
-    assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
-    let mark = tmp.path().join("marks.txt");
-    let dirs: Vec<_> = (0..2).map(|_| state_dir()).collect();
-    let mut workers: Vec<_> = dirs
+fn restart_postgresql() {
+    pg_ctlcluster("restart");
+}
+
+/// Starts `attune worker` processes named `{prefix}0`, `{prefix}1`, … on `url`, each with
+/// its own data dir; their logs are `worker.log` there.
+fn start_workers(
+    url: &str,
+    prefix: &str,
+    n: usize,
+) -> (Vec<tempfile::TempDir>, Vec<std::process::Child>) {
+    let dirs: Vec<_> = (0..n).map(|_| state_dir()).collect();
+    let workers = dirs
         .iter()
         .enumerate()
         .map(|(i, d)| {
             Command::new(bin())
                 .arg("--data-dir")
                 .arg(d.path().join("data"))
-                .args(["worker", "--database-url", &url, "--name", &format!("r{i}")])
+                .args(["worker", "--database-url", url, "--name", &format!("{prefix}{i}")])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(d.path().join("worker.log")).unwrap())
@@ -52,6 +57,71 @@ fn a_postgresql_restart_loses_no_acknowledged_execution() {
                 .unwrap()
         })
         .collect();
+    (dirs, workers)
+}
+
+/// Lines of `log` that say the database went away.
+fn outage_lines(log: &str) -> usize {
+    log.matches("the database is unavailable").count()
+}
+
+/// PostgreSQL down for longer than a worker's lease (15 s) while an execution runs: when it
+/// is back, the reapers must not abandon the work of workers that are alive but could not
+/// renew their leases; the execution ends `succeeded`, having run once.
+#[test]
+fn an_outage_longer_than_the_lease_abandons_nothing_that_still_runs() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = PgDatabase::new();
+    let s = TestServer::start(&["--workers", "0", "--database-url", &pg.url]);
+    let tmp = shared_tempdir();
+    marker_pack(&tmp.path().join("mark"));
+    assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
+    let mark = tmp.path().join("marks.txt");
+    let (dirs, mut workers) = start_workers(&pg.url, "long", 1);
+    let id = s.submit(&serde_json::json!({
+        "action_ref": "mark.mark",
+        "parameters": {"pause": 25},
+        "env_vars": {"MARK": mark.to_str().unwrap()},
+    }));
+    s.wait_status(id, "running");
+
+    pg_ctlcluster("stop");
+    std::thread::sleep(Duration::from_secs(18));
+    pg_ctlcluster("start");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}"), None);
+        if st == 200 && !["requested", "scheduled", "running"].contains(&v["status"].as_str().unwrap()) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "execution {id}: {st} {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(last["status"], "succeeded", "{last}");
+    assert_eq!(marks(&mark).get(&id), Some(&1));
+    let _ = workers[0].kill();
+    let _ = workers[0].wait();
+    let log = std::fs::read_to_string(dirs[0].path().join("worker.log")).unwrap();
+    let n = outage_lines(&log);
+    assert!((1..=2).contains(&n), "the worker says it once or twice, not {n} times:\n{log}");
+    let server_log = s.log();
+    let n = outage_lines(&server_log);
+    assert!((1..=2).contains(&n), "the server says it once or twice, not {n} times:\n{server_log}");
+    assert!(server_log.contains("the database is back"), "{server_log}");
+}
+
+#[test]
+fn a_postgresql_restart_loses_no_acknowledged_execution() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = PgDatabase::new();
+    let url = pg.url.clone();
+    let s = TestServer::start(&["--workers", "0", "--database-url", &url]);
+    let tmp = shared_tempdir();
+    marker_pack(&tmp.path().join("mark"));
+    assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
+    let mark = tmp.path().join("marks.txt");
+    let (dirs, mut workers) = start_workers(&url, "r", 2);
 
     // Submit for ~6 s; PostgreSQL restarts 2 s in. Refused submissions are not
     // acknowledged; every 201 is.
@@ -121,10 +191,14 @@ fn a_postgresql_restart_loses_no_acknowledged_execution() {
         let _ = w.kill();
         let _ = w.wait();
         let log = std::fs::read_to_string(d.path().join("worker.log")).unwrap();
-        let outages = log.matches("the database is unavailable").count();
+        let outages = outage_lines(&log);
         assert!(outages <= 2, "{outages} outage lines:\n{log}");
         assert!(!log.contains("panicked"), "{log}");
     }
+    // The server answered 503 to the submissions it could not store, and logged them
+    // in a line or two, not one per request.
+    let errors = s.log().matches("ERROR").count();
+    assert!(errors <= 4, "{errors} error lines:\n{}", s.log());
     drop(s);
     eprintln!(
         "{} acknowledged, {refused} refused while PostgreSQL restarted (restart took {:?})",

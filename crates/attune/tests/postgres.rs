@@ -290,6 +290,12 @@ fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own
         .success());
     drop(victim);
     let killed_at = std::time::Instant::now();
+    // Work queued now waits for a free slot on the survivors (theirs are all taken).
+    let queued: Vec<i64> = (0..8)
+        .map(|_| {
+            s.submit(&serde_json::json!({"action_ref": "mark.mark", "env_vars": {"MARK": mark.to_str().unwrap()}}))
+        })
+        .collect();
     wait_for("the dead worker's executions abandoned", 40, || {
         on_victim
             .iter()
@@ -297,17 +303,38 @@ fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own
     });
     assert!(killed_at.elapsed() < std::time::Duration::from_secs(25));
     assert!(workers_by_state(&s).contains(&("wa".into(), "lost".into())));
-    // The others' executions still run; cancel them through the API (remote cancel).
-    for id in long.iter().filter(|id| !on_victim.contains(id)) {
+    // The others' executions still run; cancel them (remote cancel): the first with
+    // `attune execution cancel`, the rest through the API.
+    for (i, id) in long.iter().filter(|id| !on_victim.contains(id)).enumerate() {
         assert_eq!(execution(&s, *id)["status"], "running");
-        let (st, v) = s.admin("POST", &format!("/api/v1/executions/{id}/cancel"), None);
-        assert_eq!(st, 202, "{v}");
+        if i == 0 {
+            let out = s.cli_out(&["execution", "cancel", &id.to_string()]);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            assert!(
+                stdout(&out).starts_with(&format!("execution {id}: cancel")),
+                "{}",
+                stdout(&out)
+            );
+        } else {
+            let (st, v) = s.admin("POST", &format!("/api/v1/executions/{id}/cancel"), None);
+            assert_eq!(st, 202, "{v}");
+        }
     }
+    // Canceled within the grace period (5 s) and a heartbeat or two.
+    let cancel_at = std::time::Instant::now();
     wait_for("remote cancels done", 30, || {
         long.iter()
             .filter(|id| !on_victim.contains(id))
             .all(|id| execution(&s, *id)["status"] == "canceled")
     });
+    assert!(cancel_at.elapsed() < std::time::Duration::from_secs(12));
+    // The survivors then run what was queued, each once.
+    for id in &queued {
+        let done = s.wait_final(*id, 60);
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert!(["wb", "wc"].contains(&done["worker"].as_str().unwrap()), "{done}");
+    }
+    assert!(super_marks(&mark, &queued).iter().all(|n| *n == 1));
     // No process of the dead worker's executions is left (each marked once, none twice).
     // (A killed process may take a moment to be reaped.)
     let mut leftovers = proc_scan(b"sleep\x00120");
