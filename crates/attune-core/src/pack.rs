@@ -28,7 +28,7 @@ pub enum PackError {
         message: String,
     },
     /// No action of that name in the pack.
-    #[error("action `{action_ref}` not found in pack {dir}{}", available_list(.available))]
+    #[error("action `{action_ref}` not found in pack {dir}{}", available_list(.action_ref, .available))]
     ActionNotFound {
         /// The requested ref.
         action_ref: String,
@@ -49,12 +49,14 @@ pub enum PackError {
     },
 }
 
-fn available_list(v: &[String]) -> String {
+fn available_list(wanted: &str, v: &[String]) -> String {
     if v.is_empty() {
-        " (it has no actions)".into()
-    } else {
-        format!(" (it has: {})", v.join(", "))
+        return " (it has no actions)".into();
     }
+    let hint = crate::closest(wanted, v.iter().map(String::as_str))
+        .map(|c| format!("; did you mean `{c}`?"))
+        .unwrap_or_default();
+    format!("{hint} (it has: {})", v.join(", "))
 }
 
 impl PackError {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
     name = "attune",
     version,
     propagate_version = true,
-    after_help = "The client commands (run without --local, execution, action, pack, token, secret, audit) talk to a server: ATTUNE_URL and ATTUNE_TOKEN if set, else the one `attune server` started on the data dir (its server.json and admin.token)."
+    after_help = "The client commands (run without --local, execution, action, pack, token, secret, audit, worker list) talk to a server: ATTUNE_URL and ATTUNE_TOKEN if set, else the one `attune server` started on the data dir (its server.json and admin.token)."
 )]
 pub struct Cli {
     /// Data directory (default: $XDG_DATA_HOME/attune or ~/.local/share/attune).
@@ -21,6 +21,20 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The commands that talk to a server (`run` without `--local`; `worker list` too).
+pub const CLIENT_COMMANDS: [&str; 7] = [
+    "run",
+    "execution",
+    "action",
+    "pack",
+    "token",
+    "secret",
+    "audit",
+];
+
+/// What their help says of how they find the server.
+pub const CLIENT_HELP: &str = "The server: ATTUNE_URL (its URL) and ATTUNE_TOKEN (an API token) if set, else the one `attune server` started on the data dir (its server.json and admin.token). `run --local` needs no server.";
 
 /// The commands.
 #[derive(Debug, Subcommand)]

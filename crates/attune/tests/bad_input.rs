@@ -37,6 +37,8 @@ fn cases() -> Vec<Case> {
         Case { name: "delivery env", files: vec![("act.yaml", meta("parameter_delivery: env"), false), script()], args: a(&["p.act"]), params: None, expect: "parameters never go into the environment" },
         Case { name: "bad format", files: vec![("act.yaml", meta("parameter_format: xml"), false), script()], args: a(&["p.act"]), params: None, expect: "allowed values: json, dotenv, yaml" },
         Case { name: "entry point escapes", files: vec![("act.yaml", "name: act\nrunner_type: shell\nentry_point: ../../outside.sh\n".into(), false)], args: a(&["p.act"]), params: None, expect: "outside the pack" },
+        Case { name: "unknown action", files: vec![("act.yaml", meta(""), false), script()], args: a(&["p.akt"]), params: None, expect: "action `p.akt` not found in pack" },
+        Case { name: "unknown action hint", files: vec![("act.yaml", meta(""), false), script()], args: a(&["p.akt"]), params: None, expect: "; did you mean `p.act`? (it has: p.act)" },
         Case { name: "entry point missing", files: vec![("act.yaml", meta(""), false)], args: a(&["p.act"]), params: None, expect: "key `entry_point`: `act.sh` cannot be opened" },
         Case { name: "native not executable", files: vec![("act.yaml", "name: act\nrunner_type: native\nentry_point: act.sh\n".into(), false), ("act.sh", "#!/bin/sh\n".into(), false)], args: a(&["p.act"]), params: None, expect: "is not executable" },
         Case { name: "dotenv collision", files: vec![("act.yaml", meta("parameter_format: dotenv\nparameters:\n  a-b: {type: string}\n  a_b: {type: string}"), false), script()], args: a(&["p.act"]), params: None, expect: "both become the dotenv key A_B" },

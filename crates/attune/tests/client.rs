@@ -640,3 +640,37 @@ fn invalid_parameters_are_listed_in_one_line() {
     // Nothing of the above was created.
     assert_eq!(s.cli_json(&["execution", "list"], 0), json!([]));
 }
+
+/// Every client command's help says where it finds its server: ATTUNE_URL and
+/// ATTUNE_TOKEN; `attune worker` (which talks to the database, not a server) does not.
+#[test]
+fn client_help_names_attune_url_and_attune_token() {
+    for args in [
+        &["run", "--help"][..],
+        &["execution", "--help"],
+        &["execution", "list", "--help"],
+        &["execution", "logs", "--help"],
+        &["action", "show", "--help"],
+        &["pack", "register", "--help"],
+        &["token", "create", "--help"],
+        &["secret", "set", "--help"],
+        &["audit", "--help"],
+        &["worker", "list", "--help"],
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = stdout(&out);
+        assert!(
+            text.contains("ATTUNE_URL") && text.contains("ATTUNE_TOKEN"),
+            "{args:?}:\n{text}"
+        );
+    }
+    let out = std::process::Command::new(bin())
+        .args(["worker", "--help"])
+        .output()
+        .unwrap();
+    assert!(!stdout(&out).contains("ATTUNE_URL"), "{}", stdout(&out));
+}

@@ -34,32 +34,6 @@ fn restart_postgresql() {
     pg_ctlcluster("restart");
 }
 
-/// Starts `attune worker` processes named `{prefix}0`, `{prefix}1`, … on `url`, each with
-/// its own data dir; their logs are `worker.log` there.
-fn start_workers(
-    url: &str,
-    prefix: &str,
-    n: usize,
-) -> (Vec<tempfile::TempDir>, Vec<std::process::Child>) {
-    let dirs: Vec<_> = (0..n).map(|_| state_dir()).collect();
-    let workers = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            Command::new(bin())
-                .arg("--data-dir")
-                .arg(d.path().join("data"))
-                .args(["worker", "--database-url", url, "--name", &format!("{prefix}{i}")])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::fs::File::create(d.path().join("worker.log")).unwrap())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    (dirs, workers)
-}
-
 /// Lines of `log` that say the database went away.
 fn outage_lines(log: &str) -> usize {
     log.matches("the database is unavailable").count()
@@ -77,7 +51,7 @@ fn an_outage_longer_than_the_lease_abandons_nothing_that_still_runs() {
     marker_pack(&tmp.path().join("mark"));
     assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
     let mark = tmp.path().join("marks.txt");
-    let (dirs, mut workers) = start_workers(&pg.url, "long", 1);
+    let worker = Worker::start(&pg, "long0", 2);
     let id = s.submit(&serde_json::json!({
         "action_ref": "mark.mark",
         "parameters": {"pause": 25},
@@ -92,7 +66,9 @@ fn an_outage_longer_than_the_lease_abandons_nothing_that_still_runs() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let last = loop {
         let (st, v) = s.admin("GET", &format!("/api/v1/executions/{id}"), None);
-        if st == 200 && !["requested", "scheduled", "running"].contains(&v["status"].as_str().unwrap()) {
+        if st == 200
+            && !["requested", "scheduled", "running"].contains(&v["status"].as_str().unwrap())
+        {
             break v;
         }
         assert!(Instant::now() < deadline, "execution {id}: {st} {v}");
@@ -100,14 +76,18 @@ fn an_outage_longer_than_the_lease_abandons_nothing_that_still_runs() {
     };
     assert_eq!(last["status"], "succeeded", "{last}");
     assert_eq!(marks(&mark).get(&id), Some(&1));
-    let _ = workers[0].kill();
-    let _ = workers[0].wait();
-    let log = std::fs::read_to_string(dirs[0].path().join("worker.log")).unwrap();
+    let log = worker.log();
     let n = outage_lines(&log);
-    assert!((1..=2).contains(&n), "the worker says it once or twice, not {n} times:\n{log}");
+    assert!(
+        (1..=2).contains(&n),
+        "the worker says it once or twice, not {n} times:\n{log}"
+    );
     let server_log = s.log();
     let n = outage_lines(&server_log);
-    assert!((1..=2).contains(&n), "the server says it once or twice, not {n} times:\n{server_log}");
+    assert!(
+        (1..=2).contains(&n),
+        "the server says it once or twice, not {n} times:\n{server_log}"
+    );
     assert!(server_log.contains("the database is back"), "{server_log}");
 }
 
@@ -121,7 +101,9 @@ fn a_postgresql_restart_loses_no_acknowledged_execution() {
     marker_pack(&tmp.path().join("mark"));
     assert_eq!(s.register(&tmp.path().join("mark")).0, 201);
     let mark = tmp.path().join("marks.txt");
-    let (dirs, mut workers) = start_workers(&url, "r", 2);
+    let workers: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&pg, &format!("r{i}"), 4))
+        .collect();
 
     // Submit for ~6 s; PostgreSQL restarts 2 s in. Refused submissions are not
     // acknowledged; every 201 is.
@@ -187,10 +169,8 @@ fn a_postgresql_restart_loses_no_acknowledged_execution() {
         assert_eq!(marks.get(id), Some(&1), "execution {id}");
     }
     // Each process said so once, not once per retry.
-    for (d, w) in dirs.iter().zip(workers.iter_mut()) {
-        let _ = w.kill();
-        let _ = w.wait();
-        let log = std::fs::read_to_string(d.path().join("worker.log")).unwrap();
+    for w in &workers {
+        let log = w.log();
         let outages = outage_lines(&log);
         assert!(outages <= 2, "{outages} outage lines:\n{log}");
         assert!(!log.contains("panicked"), "{log}");

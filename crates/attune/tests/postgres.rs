@@ -127,41 +127,6 @@ fn viewer_token_in(pg: &PgDatabase) -> String {
     token
 }
 
-/// An `attune worker` process on `pg`, in a data dir of its own; killed on drop.
-struct Worker {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Worker {
-    fn start(pg: &PgDatabase, name: &str, concurrency: u32) -> Worker {
-        Worker::start_with(pg, name, &["--concurrency", &concurrency.to_string()])
-    }
-
-    /// `attune worker --database-url … --name NAME EXTRA…` in a data dir of its own.
-    fn start_with(pg: &PgDatabase, name: &str, extra: &[&str]) -> Worker {
-        let dir = state_dir();
-        let child = Command::new(bin())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["worker", "--database-url", &pg.url, "--name", name])
-            .args(extra)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())
-            .spawn()
-            .unwrap();
-        Worker { child, _dir: dir }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn workers_by_state(s: &TestServer) -> Vec<(String, String)> {
     let (st, v) = s.admin("GET", "/api/v1/workers", None);
     assert_eq!(st, 200, "{v}");
@@ -332,7 +297,10 @@ fn three_workers_share_a_thousand_executions_and_a_killed_one_loses_only_its_own
     for id in &queued {
         let done = s.wait_final(*id, 60);
         assert_eq!(done["status"], "succeeded", "{done}");
-        assert!(["wb", "wc"].contains(&done["worker"].as_str().unwrap()), "{done}");
+        assert!(
+            ["wb", "wc"].contains(&done["worker"].as_str().unwrap()),
+            "{done}"
+        );
     }
     assert!(super_marks(&mark, &queued).iter().all(|n| *n == 1));
     // No process of the dead worker's executions is left (each marked once, none twice).

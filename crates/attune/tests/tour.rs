@@ -89,10 +89,31 @@ fn the_readme_tour_runs_pasted_as_one_block() {
         "registered pack mypack",
         "Message: hi, Count: 3\n",
         "atn_",
+        "execution 2: cancel",
+        "Message: hi, Count: 2\n",
     ] {
         assert!(
             o.contains(expected),
             "no {expected:?} in the tour's output:\n{o}\n{e}"
+        );
+    }
+    // The tables: a line that starts with the first word and holds the others.
+    for row in [
+        &["ID", "ACTION", "STATUS", "PARAMETERS"][..],
+        &["2", "core.sleep", "running", r#"{"seconds":30}"#],
+        &["1", "core.echo", "succeeded", r#"{"message":"hi"}"#],
+        &["auth_token", "string", "yes", "Authorization"],
+        &["auth_token", "action:core.http_request", "admin"],
+        &["ID", "AT", "ACTOR", "KIND", "SUBJECT"],
+        &["4", "admin", "secret.create", "secret auth_token"],
+        &["2", "admin", "execution.cancel", "execution 2"],
+        &["2", "ci", "operator"],
+    ] {
+        assert!(
+            o.lines()
+                .any(|l| l.split_whitespace().next() == Some(row[0])
+                    && row[1..].iter().all(|w| l.contains(w))),
+            "no line with {row:?} in the tour's output:\n{o}\n{e}"
         );
     }
     assert!(

@@ -741,3 +741,46 @@ impl Drop for PgDatabase {
             .output();
     }
 }
+
+/// An `attune worker` process on `pg`, in a data dir of its own; killed on drop.
+pub struct Worker {
+    pub child: std::process::Child,
+    /// Its data dir; its log is `worker.log` there.
+    pub dir: tempfile::TempDir,
+}
+
+impl Worker {
+    pub fn start(pg: &PgDatabase, name: &str, concurrency: u32) -> Worker {
+        Worker::start_with(pg, name, &["--concurrency", &concurrency.to_string()])
+    }
+
+    /// `attune worker --database-url … --name NAME EXTRA…` in a data dir of its own.
+    pub fn start_with(pg: &PgDatabase, name: &str, extra: &[&str]) -> Worker {
+        let dir = state_dir();
+        let child = Command::new(bin())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["worker", "--database-url", &pg.url, "--name", name])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Worker { child, dir }
+    }
+}
+
+impl Worker {
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
