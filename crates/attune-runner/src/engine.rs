@@ -471,10 +471,12 @@ impl Runner {
     }
 
     /// Runs `job` to completion, streaming masked output to `sink`. Timeout and `cancel`
-    /// stop the action's whole process group: SIGTERM, the grace period, SIGKILL.
+    /// stop the action's whole process group: SIGTERM, the grace period, SIGKILL. The
+    /// job's parameters are taken once they are serialised: a large document is not held
+    /// twice while the action runs.
     pub async fn run(
         &self,
-        job: &Job,
+        job: &mut Job,
         sink: &mut dyn OutputSink,
         cancel: &CancelToken,
     ) -> Result<Outcome, RunError> {
@@ -484,13 +486,14 @@ impl Runner {
             source,
         };
         let delivery_start = Instant::now();
-        let doc =
-            attune_core::format::serialize(&job.parameters, action.format).map_err(|source| {
-                RunError::Format {
-                    action: action.action_ref.clone(),
-                    source,
-                }
-            })?;
+        let parameters = std::mem::take(&mut job.parameters);
+        let doc = attune_core::format::serialize(&parameters, action.format).map_err(|source| {
+            RunError::Format {
+                action: action.action_ref.clone(),
+                source,
+            }
+        })?;
+        drop(parameters);
         let (program, argv) = self.command(action)?;
         if let Some(user) = self.sandbox.run_as() {
             if let Some(path) = crate::sandbox::unreadable_by(&action.entry_path, user) {
@@ -882,9 +885,15 @@ pub fn new_execution_id(prefix: &str) -> String {
 }
 
 /// The record of a finished local execution (`attune run --local`), in the shape the
-/// server shows (id 0: it is not stored); secret parameters are redacted.
-/// `timeout`: the timeout the request asked for, if any.
-pub fn record(job: &Job, outcome: &Outcome, timeout: Option<u64>) -> attune_core::Execution {
+/// server shows (id 0: it is not stored). `parameters`: the job's, secret ones redacted
+/// (taken before the run, which consumes them); `timeout`: the timeout the request asked
+/// for, if any.
+pub fn record(
+    job: &Job,
+    parameters: Map<String, Value>,
+    outcome: &Outcome,
+    timeout: Option<u64>,
+) -> attune_core::Execution {
     let started = attune_core::execution::rfc3339(outcome.started_at);
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
@@ -896,7 +905,7 @@ pub fn record(job: &Job, outcome: &Outcome, timeout: Option<u64>) -> attune_core
         id: 0,
         action_ref: job.action.action_ref.clone(),
         status: outcome.status,
-        parameters: job.action.parameters.redact(&job.parameters),
+        parameters,
         env_vars: job.env_vars.as_map().clone(),
         timeout_secs: timeout,
         requested_by: user,
@@ -921,7 +930,7 @@ mod send_check {
     #[allow(dead_code)]
     fn run_future_is_send(
         r: &super::Runner,
-        j: &super::Job,
+        j: &mut super::Job,
         s: &mut dyn super::OutputSink,
         c: &super::CancelToken,
     ) {

@@ -668,13 +668,18 @@ pub(crate) async fn get_execution(
         }
     };
     // Watched before the first read: no change falls in between.
-    let mut changes = app.store.status_changes(parse_id(&id)?);
+    let n = parse_id(&id)?;
+    let mut changes = app.store.status_changes(n);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let exec = load_execution(&app, &id).await?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if exec.status.is_final() || left.is_zero() {
-            return Ok(Json(exec).into_response());
+        // While it runs, only its status is read: the record (parameters, output) once.
+        let status = match left.is_zero() {
+            true => None,
+            false => app.store.execution_status(n).await?,
+        };
+        if status.is_none_or(|s| s.is_final()) {
+            return Ok(Json(load_execution(&app, &id).await?).into_response());
         }
         changes.changed(left.min(STATUS_POLL)).await;
     }
@@ -965,9 +970,9 @@ pub(crate) async fn rerun_execution(
     Path(id): Path<String>,
 ) -> ApiResult {
     caller.require(Role::Operator)?;
-    let exec = load_execution(&app, &id).await?;
+    let mut exec = load_execution(&app, &id).await?;
     let (mut params, sealed_names) =
-        crate::worker::full_parameters(&app, &exec).map_err(|e| sealed_problem(&e))?;
+        crate::worker::full_parameters(&app, &mut exec).map_err(|e| sealed_problem(&e))?;
     // Secrets that came from the store are resolved again, as the request asked for them:
     // by reference, or by being left out.
     for (param, r) in &exec.secret_refs {

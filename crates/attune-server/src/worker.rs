@@ -159,12 +159,13 @@ async fn record_outcome(
 
 /// The parameters of `exec` as they are delivered: the sealed secret values opened and
 /// merged into the redacted ones. Also the names of the sealed parameters: a value that
-/// was secret when it was stored stays secret, whatever the action says now.
+/// was secret when it was stored stays secret, whatever the action says now. The
+/// parameters are taken out of `exec` (a large document is not copied).
 pub fn full_parameters(
     app: &App,
-    exec: &ExecutionRow,
+    exec: &mut ExecutionRow,
 ) -> Result<(Map<String, Value>, Vec<String>), crate::secrets::SecretError> {
-    let mut params = exec.parameters.clone();
+    let mut params = std::mem::take(&mut exec.parameters);
     let mut sealed_names = Vec::new();
     if let Some(sealed) = &exec.secrets {
         let secrets = app.secrets.open_parameters(sealed)?;
@@ -222,7 +223,7 @@ pub fn stream_name(stream: Stream) -> &'static str {
     }
 }
 
-async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
+async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow) {
     use ExecutionStatus::*;
     let id = exec.id;
     let mut known = app.catalog.action(&exec.action_ref);
@@ -242,7 +243,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         .await;
         return;
     };
-    let (params, sealed_names) = match full_parameters(app, &exec) {
+    let (params, sealed_names) = match full_parameters(app, &mut exec) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("execution {id}: {e}");
@@ -253,7 +254,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
         Ok(e) => e,
         Err(e) => return fail(app, &exec, e.to_string()).await,
     };
-    let job = match attune_runner::prepare_job(
+    let mut job = match attune_runner::prepare_job(
         id.to_string(),
         action,
         params,
@@ -290,7 +291,7 @@ async fn run_one(app: &Arc<App>, worker: &str, exec: ExecutionRow) {
     // On PostgreSQL, other servers may be following: the output goes to the database too.
     let forward = (app.store.backend() == attune_store::Backend::Postgres)
         .then(|| forward_output(app.clone(), id, running.log.clone()));
-    let outcome = app.runner.run(&job, &mut sink, &running.cancel).await;
+    let outcome = app.runner.run(&mut job, &mut sink, &running.cancel).await;
     if let Some((stop, task)) = forward {
         // All of it is stored before the outcome, so a follower that sees the final
         // status finds every chunk.

@@ -228,6 +228,10 @@ fn now() -> String {
 /// An execution's columns; its parameters come from their own table (migration 0007),
 /// written once, so that status changes never rewrite them.
 const EXECUTION_COLUMNS: &str = "id, action_ref, status, (SELECT p.parameters FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
+/// The columns a claim returns: the parameter document only when it is small (up to 64
+/// KiB). A larger one is read by itself after the claim: `UPDATE … RETURNING` would copy
+/// it through a temporary table first.
+const CLAIM_COLUMNS: &str = "id, action_ref, status, (SELECT CASE WHEN length(p.parameters) <= 65536 THEN p.parameters END FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
 
 /// [`EXECUTION_COLUMNS`] for lists: the output columns are not read.
 const LIST_COLUMNS: &str = "id, action_ref, status, (SELECT p.parameters FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, NULL AS stdout, NULL AS stderr, error";
@@ -246,22 +250,27 @@ fn corrupt(detail: impl std::fmt::Display) -> StoreError {
 }
 
 fn decode_execution(row: &AnyRow) -> Result<ExecutionRow> {
-    let status: String = row.try_get("status")?;
-    let parameters: String = row.try_get("parameters")?;
-    let env_vars: String = row.try_get("env_vars")?;
-    let result: Option<String> = row.try_get("result")?;
+    // Borrowed from the row, not copied: a parameter document may be large.
+    let status: &str = row.try_get("status")?;
+    // NULL only from a claim, which reads a large document by itself.
+    let parameters: Option<&str> = row.try_get("parameters")?;
+    let env_vars: &str = row.try_get("env_vars")?;
+    let result: Option<&str> = row.try_get("result")?;
     Ok(ExecutionRow {
         id: row.try_get("id")?,
         action_ref: row.try_get("action_ref")?,
-        status: ExecutionStatus::parse(&status)
+        status: ExecutionStatus::parse(status)
             .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
-        parameters: serde_json::from_str(&parameters).map_err(corrupt)?,
+        parameters: match parameters {
+            Some(p) => serde_json::from_str(p).map_err(corrupt)?,
+            None => Map::new(),
+        },
         secrets: row.try_get("secrets")?,
         secret_refs: match row.try_get::<Option<String>, _>("secret_refs")? {
             None => Map::new(),
             Some(r) => serde_json::from_str(&r).map_err(corrupt)?,
         },
-        env_vars: serde_json::from_str(&env_vars).map_err(corrupt)?,
+        env_vars: serde_json::from_str(env_vars).map_err(corrupt)?,
         timeout_secs: row
             .try_get::<Option<i64>, _>("timeout_secs")?
             .map(|t| t.max(0) as u64),
@@ -274,7 +283,7 @@ fn decode_execution(row: &AnyRow) -> Result<ExecutionRow> {
         exit_code: row.try_get("exit_code")?,
         signal: row.try_get("signal")?,
         result: result
-            .map(|r| serde_json::from_str(&r))
+            .map(serde_json::from_str)
             .transpose()
             .map_err(corrupt)?,
         stdout: row.try_get("stdout")?,
@@ -656,6 +665,21 @@ impl Store {
         row.as_ref().map(decode_execution).transpose()
     }
 
+    /// Only the status of execution `id` (None if there is no such execution): what a
+    /// waiter checks, without reading its parameters and output.
+    pub async fn execution_status(&self, id: i64) -> Result<Option<ExecutionStatus>> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM executions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        status
+            .map(|s| {
+                ExecutionStatus::parse(&s).ok_or_else(|| corrupt(format!("unknown status {s}")))
+            })
+            .transpose()
+    }
+
     /// Executions, newest first, without their stdout and stderr (the list stays small
     /// whatever the actions printed; the output endpoint serves them).
     pub async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<ExecutionRow>> {
@@ -702,15 +726,25 @@ impl Store {
             "UPDATE executions SET status = 'scheduled', worker = $1
              WHERE id = (SELECT id FROM executions WHERE status = 'requested' {secrets} ORDER BY id LIMIT 1 {lock})
                AND status = 'requested'
-             RETURNING {EXECUTION_COLUMNS}"
+             RETURNING {CLAIM_COLUMNS}"
         )))
         .bind(worker);
-        let claimed = self
-            .write_returning(q)
-            .await?
-            .as_ref()
-            .map(decode_execution)
-            .transpose()?;
+        let Some(row) = self.write_returning(q).await? else {
+            return Ok(None);
+        };
+        let large = row.try_get::<Option<&str>, _>("parameters")?.is_none();
+        let mut claimed = decode_execution(&row)?;
+        drop(row);
+        if large {
+            let row =
+                sqlx::query("SELECT parameters FROM execution_parameters WHERE execution_id = $1")
+                    .bind(claimed.id)
+                    .fetch_one(&self.read)
+                    .await?;
+            claimed.parameters =
+                serde_json::from_str(row.try_get::<&str, _>("parameters")?).map_err(corrupt)?;
+        }
+        let claimed = Some(claimed);
         if let Some(e) = &claimed {
             self.announce(e.id);
         }

@@ -42,7 +42,12 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
     let env_vars = collect_env(&args.env)?;
 
     let id = attune_runner::new_execution_id("local");
-    let job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout, &[])?;
+    let mut job = attune_runner::prepare_job(id, action, params, env_vars, args.timeout, &[])?;
+    // The record (-o json|yaml) shows them redacted; the run takes them.
+    let shown = match args.output {
+        OutputFormat::Table => serde_json::Map::new(),
+        _ => job.action.parameters.redact(&job.parameters),
+    };
     // --require-sandbox must know before the run that every part of it works.
     let sandbox = attune_runner::Sandbox::for_one_execution(
         &workspace.protected(data_dir),
@@ -72,7 +77,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         } else {
             &mut null
         };
-        let r = runner.run(&job, sink, &cancel).await;
+        let r = runner.run(&mut job, sink, &cancel).await;
         drop(watcher);
         r
     });
@@ -88,7 +93,6 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
         | attune_runner::RunError::Format { .. } => CliError::usage(e),
         other => CliError::failure(other),
     })?;
-    let record = attune_runner::record(&job, &outcome, args.timeout);
     if args.output == OutputFormat::Table {
         if outcome.status != ExecutionStatus::Succeeded {
             let why = match (&outcome.error, outcome.exit_code(), outcome.signal()) {
@@ -103,6 +107,7 @@ pub fn run(args: RunArgs, data_dir: &Path) -> Result<ExitCode, CliError> {
             );
         }
     } else {
+        let record = attune_runner::record(&job, shown, &outcome, args.timeout);
         print_structured(&record, args.output)?;
     }
     Ok(ExitCode::from(exit_code(&outcome)))
