@@ -134,6 +134,10 @@ fn add_common_answers(op: &mut Value) {
         add.push(("415", "the body is not `Content-Type: application/json`"));
     }
     add.push((
+        "500",
+        "an internal error, said in the server's log (for example stored secrets that the server's key cannot open)",
+    ));
+    add.push((
         "503",
         "the database is unavailable, or too many connections are open; try again",
     ));

@@ -585,3 +585,42 @@ fn a_long_poll_answers_when_the_execution_ends() {
     assert!(v["errors"][0].as_str().unwrap().contains("0 to 60"), "{v}");
     s.admin("POST", &format!("/api/v1/executions/{id}/cancel"), None);
 }
+
+/// `--log-format json`: every line is one JSON object; a request's line carries its span
+/// (method, route template, caller, status) and the filter comes from RUST_LOG when
+/// ATTUNE_LOG is not set.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_span() {
+    let tmp = state_dir();
+    let s = TestServer::start_with(&tmp.path().join("data"), &["--log-format", "json"], |c| {
+        c.env_remove("ATTUNE_LOG").env("RUST_LOG", "debug");
+    });
+    let (st, _) = s.admin("GET", "/api/v1/executions/12345", None);
+    assert_eq!(st, 404);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        let log = s.log();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect();
+        if let Some(v) = lines
+            .into_iter()
+            .find(|v| v.to_string().contains("answered 404"))
+        {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request line:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let span = &line["span"];
+    assert_eq!(span["method"], "GET", "{line}");
+    assert_eq!(span["route"], "/api/v1/executions/{id}", "{line}");
+    assert_eq!(span["caller"], "admin", "{line}");
+    assert_eq!(span["status"], 404, "{line}");
+    // RUST_LOG=debug was honoured: debug events are there.
+    assert!(s.log().contains("\"level\":\"DEBUG\""), "{}", s.log());
+}
