@@ -393,6 +393,8 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         workers_wanted > 0,
         role == Role::Server,
     );
+    // SQLite: the WAL is copied into the database file here, off the requests' path.
+    let checkpoints = tokio::spawn(checkpoints(app.clone()));
     // On PostgreSQL: new work wakes this process's workers, and the API server hears of
     // every status change, whoever made it, for the clients waiting on one.
     let db_listener = tokio::spawn(listen(
@@ -422,6 +424,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         while workers.join_next().await.is_some() {}
         background.abort();
         db_listener.abort();
+        checkpoints.abort();
         if let Err(e) = app.store.worker_stop(&worker_name).await {
             tracing::warn!("cannot record that worker {worker_name} stopped: {e}");
         }
@@ -476,6 +479,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
     while workers.join_next().await.is_some() {}
     background.abort();
     db_listener.abort();
+    checkpoints.abort();
     if workers_wanted > 0 {
         if let Err(e) = app.store.worker_stop(&worker_name).await {
             tracing::warn!("cannot record that worker {worker_name} stopped: {e}");
@@ -660,6 +664,22 @@ fn background_tasks(
             }
         }
     })
+}
+
+/// Checkpoints SQLite's WAL every second (see [`attune_store::Store::checkpoint`]); a
+/// failure is retried at the next tick (the WAL only grows meanwhile).
+async fn checkpoints(app: Arc<App>) {
+    if app.store.backend() != attune_store::Backend::Sqlite {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.store.checkpoint().await {
+            tracing::debug!("WAL checkpoint: {e}");
+        }
+    }
 }
 
 /// Loads the stored packs this process does not have yet (or has another version of):

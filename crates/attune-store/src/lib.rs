@@ -340,7 +340,10 @@ impl Store {
             )
         };
         // FULL: a committed execution survives an OS crash, not only a process crash.
-        let setup = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+        // No automatic checkpoint: it would run inside the commit that crosses 1000 pages
+        // (copying the WAL into the database and syncing both before that request is
+        // answered); the server checkpoints in the background instead ([`Store::checkpoint`]).
+        let setup = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 0;";
         // A connection to a local file does not go stale: no ping before each use (sqlx's
         // default), which cost a round trip to the connection's thread per statement.
         let pool = AnyPoolOptions::new()
@@ -663,6 +666,18 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(decode_execution).transpose()
+    }
+
+    /// SQLite: copies what the WAL holds into the database file (a passive checkpoint: it
+    /// does not wait for readers), and restarts the WAL from its beginning when it can.
+    /// The server calls it every second; nothing to do on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Only the status of execution `id` (None if there is no such execution): what a
