@@ -493,16 +493,7 @@ impl Runner {
                 source,
             }
         })?;
-        // Freeing a large document (returning its pages to the kernel) takes milliseconds
-        // that the action's start need not wait for.
-        if doc.len() > 1 << 20 {
-            // If no thread can be started, the closure is dropped here, and them with it.
-            let _ = std::thread::Builder::new()
-                .name("attune-free".into())
-                .spawn(move || drop(parameters));
-        } else {
-            drop(parameters);
-        }
+        drop(parameters);
         let (program, argv) = self.command(action)?;
         if let Some(user) = self.sandbox.run_as() {
             if let Some(path) = crate::sandbox::unreadable_by(&action.entry_path, user) {

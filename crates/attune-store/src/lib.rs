@@ -228,8 +228,8 @@ fn now() -> String {
 /// An execution's columns; its parameters come from their own table (migration 0007),
 /// written once, so that status changes never rewrite them.
 const EXECUTION_COLUMNS: &str = "id, action_ref, status, (SELECT p.parameters FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
-/// The columns a claim returns: the parameter document only when it is small (up to 64
-/// KiB). A larger one is read by itself after the claim: `UPDATE … RETURNING` would copy
+/// The columns a claim returns: the parameter document only when it is small (up to
+/// 65,536 characters). A larger one is read by itself after the claim: `UPDATE … RETURNING` would copy
 /// it through a temporary table first.
 const CLAIM_COLUMNS: &str = "id, action_ref, status, (SELECT CASE WHEN length(p.parameters) <= 65536 THEN p.parameters END FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, stdout, stderr, error";
 
@@ -759,11 +759,8 @@ impl Store {
             claimed.parameters =
                 serde_json::from_str(row.try_get::<&str, _>("parameters")?).map_err(corrupt)?;
         }
-        let claimed = Some(claimed);
-        if let Some(e) = &claimed {
-            self.announce(e.id);
-        }
-        Ok(claimed)
+        self.announce(claimed.id);
+        Ok(Some(claimed))
     }
 
     /// Moves `id` from `from` to `to` if it is still in `from`; true if it did.

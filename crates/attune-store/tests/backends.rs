@@ -370,3 +370,33 @@ async fn workers_and_leases(s: &Store) {
 async fn a_worker_that_stops_heartbeating_loses_its_executions_once() {
     on_both!(workers_and_leases);
 }
+
+/// A claim returns the parameters as stored, whether they come with the claimed row (up
+/// to 65,536 characters) or are read by themselves after it (larger), keys in their
+/// order; and the status alone reads as the record's.
+async fn claims_return_the_stored_parameters(s: &Store) {
+    // Two-byte characters: bytes and characters differ.
+    for size in [10, 64 * 1024 - 40, 128 * 1024 + 2, 300_000] {
+        let mut e = new_exec("core.echo");
+        e.secrets = None;
+        e.parameters
+            .insert("blob".into(), json!("é".repeat(size / 2)));
+        let stored = e.parameters.clone();
+        let id = s.insert_execution(e, None).await.unwrap().id;
+        assert_eq!(s.execution_status(id).await.unwrap(), Some(Requested));
+        let claimed = s.claim_next_for("w", false).await.unwrap().unwrap();
+        assert_eq!(claimed.id, id);
+        assert_eq!(claimed.parameters, stored, "size {size}");
+        assert_eq!(
+            claimed.parameters.keys().collect::<Vec<_>>(),
+            ["message", "nested", "blob"]
+        );
+        assert_eq!(s.execution_status(id).await.unwrap(), Some(Scheduled));
+    }
+    assert_eq!(s.execution_status(9_999_999).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn claims_return_large_and_small_parameters_alike() {
+    on_both!(claims_return_the_stored_parameters);
+}
