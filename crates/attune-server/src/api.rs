@@ -671,17 +671,26 @@ pub(crate) async fn get_execution(
     let n = parse_id(&id)?;
     let mut changes = app.store.status_changes(n);
     let deadline = tokio::time::Instant::now() + wait;
+    let mut heard = attune_store::Change::Unknown;
     loop {
+        use attune_store::Change;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        // While it runs, only its status is read: the record (parameters, output) once.
-        let status = match left.is_zero() {
-            true => None,
-            false => app.store.execution_status(n).await?,
+        // While it runs, only its status is read, and only when the announcement did not
+        // say what it became: the record (parameters, output) once, at the end.
+        let done = match heard {
+            _ if left.is_zero() => true,
+            Change::Final => true,
+            Change::NotFinal => false,
+            Change::Unknown => app
+                .store
+                .execution_status(n)
+                .await?
+                .is_none_or(|s| s.is_final()),
         };
-        if status.is_none_or(|s| s.is_final()) {
+        if done {
             return Ok(Json(load_execution(&app, &id).await?).into_response());
         }
-        changes.changed(left.min(STATUS_POLL)).await;
+        heard = changes.changed(left.min(STATUS_POLL)).await;
     }
 }
 

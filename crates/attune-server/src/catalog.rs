@@ -26,6 +26,8 @@ pub struct Catalog {
     cache: PathBuf,
     shared: bool,
     packs: RwLock<BTreeMap<String, LoadedPack>>,
+    /// Bumped by every insert and remove, under the write lock.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Catalog {
@@ -36,6 +38,7 @@ impl Catalog {
             cache,
             shared,
             packs: RwLock::new(BTreeMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -100,6 +103,7 @@ impl Catalog {
     pub fn insert(&self, p: LoadedPack) {
         if let Ok(mut packs) = self.packs.write() {
             packs.insert(p.pack.pack_ref.clone(), p);
+            self.bump();
         }
     }
 
@@ -107,8 +111,37 @@ impl Catalog {
     pub fn remove(&self, pack_ref: &str) -> bool {
         self.packs
             .write()
-            .map(|mut p| p.remove(pack_ref).is_some())
+            .map(|mut p| {
+                self.bump();
+                p.remove(pack_ref).is_some()
+            })
             .unwrap_or(false)
+    }
+
+    /// How many times the catalog has changed: taken before reading the stored packs, it
+    /// tells whether a registration may have happened since.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Removes a pack only if the catalog has not changed since `generation`: a pack
+    /// registered after the caller read the stored packs is not taken out again.
+    pub fn remove_unless_changed(&self, pack_ref: &str, generation: u64) -> bool {
+        self.packs
+            .write()
+            .map(|mut p| {
+                if self.generation() != generation {
+                    return false;
+                }
+                self.bump();
+                p.remove(pack_ref).is_some()
+            })
+            .unwrap_or(false)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The action `<pack>.<name>`.

@@ -693,9 +693,21 @@ pub(crate) async fn refresh_packs(app: &Arc<App>) -> Result<(), StartError> {
 /// Brings the catalog in line with the stored packs: loads new and changed ones, drops
 /// removed ones.
 async fn sync_packs(app: &Arc<App>, digests: &[(String, String)]) -> Result<(), StartError> {
-    for loaded in app.catalog.packs() {
-        if !digests.iter().any(|(r, _)| *r == loaded.pack.pack_ref) {
-            app.catalog.remove(&loaded.pack.pack_ref);
+    let gone: Vec<String> = app
+        .catalog
+        .packs()
+        .into_iter()
+        .map(|p| p.pack.pack_ref)
+        .filter(|r| !digests.iter().any(|(d, _)| d == r))
+        .collect();
+    if !gone.is_empty() {
+        // `digests` may predate a registration that has since reached the catalog: the
+        // removal is checked against a fresh read, and skipped if the catalog changed
+        // after that read began (the next round looks again).
+        let generation = app.catalog.generation();
+        let now = app.store.pack_digests().await?;
+        for r in gone.iter().filter(|r| !now.iter().any(|(d, _)| d == *r)) {
+            app.catalog.remove_unless_changed(r, generation);
         }
     }
     let changed: Vec<&String> = digests

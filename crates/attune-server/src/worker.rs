@@ -144,7 +144,7 @@ async fn record_outcome(
     let mut backoff = crate::Backoff::new();
     let mut logged = false;
     loop {
-        match app.store.finish(id, from, status, finish).await {
+        match app.store.finish_outcome(id, from, status, finish).await {
             Ok(_) => return,
             Err(e) => {
                 if !logged {

@@ -36,8 +36,22 @@ impl Announcer {
         })
     }
 
-    /// Wakes the waiters of execution `id` (all of them for [`ANY_EXECUTION`]).
+    /// Wakes the waiters of execution `id` (all of them for [`ANY_EXECUTION`]); what the
+    /// change was is not known here.
     pub(crate) fn announce(&self, id: i64) {
+        self.announce_as(id, Change::Unknown);
+    }
+
+    /// Wakes the waiters of execution `id`, telling them whether its new status is final.
+    pub(crate) fn announce_status(&self, id: i64, is_final: bool) {
+        let change = match is_final {
+            true => Change::Final,
+            false => Change::NotFinal,
+        };
+        self.announce_as(id, change);
+    }
+
+    fn announce_as(&self, id: i64, change: Change) {
         if id == ANY_EXECUTION {
             self.any.send_modify(|n| *n = n.wrapping_add(1));
             return;
@@ -54,7 +68,8 @@ impl Announcer {
             Err(_) => None,
         };
         if let Some(s) = sender {
-            s.send_modify(|n| *n = n.wrapping_add(1));
+            // A counter, so that every announcement wakes; the low bits say what changed.
+            s.send_modify(|n| *n = ((*n >> 2).wrapping_add(1) << 2) | change as u64);
         }
     }
 
@@ -87,6 +102,19 @@ impl Announcer {
     }
 }
 
+/// What a waiter was told about the change that woke it. Only the latest announcement of
+/// an execution is kept: a waiter that was told `NotFinal` after a final status (two
+/// announcements racing) reads the status at its next poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Read the status to know (another process's change, many at once, or a poll).
+    Unknown = 0,
+    /// The execution is in a status that is not final (claimed, started, canceling).
+    NotFinal = 1,
+    /// The execution has ended.
+    Final = 2,
+}
+
 /// Hears of the status changes of one execution: those this process's store made, and on
 /// PostgreSQL those of every process (through a [`crate::Listener`] run by the caller).
 #[derive(Debug)]
@@ -102,11 +130,15 @@ impl StatusChanges {
     /// returned, or after `poll` at the latest (a missed announcement, say while
     /// PostgreSQL's listener reconnects, then costs one `poll`). Made before the status is
     /// read, it misses no change in between.
-    pub async fn changed(&mut self, poll: Duration) {
+    pub async fn changed(&mut self, poll: Duration) -> Change {
         tokio::select! {
-            _ = self.one.changed() => {}
-            _ = self.any.changed() => {}
-            _ = tokio::time::sleep(poll) => {}
+            r = self.one.changed() => match (r, *self.one.borrow_and_update() & 3) {
+                (Ok(()), 1) => Change::NotFinal,
+                (Ok(()), 2) => Change::Final,
+                _ => Change::Unknown,
+            },
+            _ = self.any.changed() => Change::Unknown,
+            _ = tokio::time::sleep(poll) => Change::Unknown,
         }
     }
 }
@@ -131,9 +163,18 @@ mod tests {
         w.changed(Duration::from_millis(200)).await;
         assert!(t0.elapsed() >= Duration::from_millis(190));
         a.announce(ANY_EXECUTION);
-        tokio::time::timeout(Duration::from_secs(1), w.changed(long))
+        let any = tokio::time::timeout(Duration::from_secs(1), w.changed(long))
             .await
             .expect("woken by any");
+        assert_eq!(any, Change::Unknown);
+        // What changed is passed on; of two announcements, the latest.
+        a.announce_status(7, false);
+        assert_eq!(w.changed(long).await, Change::NotFinal);
+        a.announce_status(7, false);
+        a.announce_status(7, true);
+        assert_eq!(w.changed(long).await, Change::Final);
+        a.announce(7);
+        assert_eq!(w.changed(long).await, Change::Unknown);
         // Two waiters of one execution share its entry; a dropped one leaves no entry.
         let w2 = a.watch(7);
         drop(w);

@@ -20,7 +20,7 @@ mod changes;
 mod migrate;
 mod workers;
 
-pub use changes::{StatusChanges, ANY_EXECUTION};
+pub use changes::{Change, StatusChanges, ANY_EXECUTION};
 
 pub use workers::WorkerRow;
 
@@ -441,6 +441,11 @@ impl Store {
         self.announcer.announce(id);
     }
 
+    /// [`Store::announce`] of a change to `status`: a waiter for the end need not read it.
+    fn announce_status(&self, id: i64, status: ExecutionStatus) {
+        self.announcer.announce_status(id, status.is_final());
+    }
+
     /// Starts a write transaction. SQLite: `BEGIN IMMEDIATE` takes the write lock at once,
     /// so no statement in it can fail on a read-to-write upgrade.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
@@ -508,6 +513,44 @@ impl Store {
             return Err(e.into());
         }
         Ok(r?)
+    }
+
+    /// SQLite: starts scheduled execution `id` as of `started` with `synchronous = NORMAL`,
+    /// in one round trip to the connection's thread instead of three (the statements carry
+    /// their values inline: an integer and a timestamp this process wrote, nothing else).
+    async fn start_unsynced(&self, id: i64, started: String) -> Result<bool> {
+        if !started
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"-:.TZ".contains(&b))
+        {
+            return Err(StoreError::Database(format!(
+                "unexpected timestamp {started}"
+            )));
+        }
+        let sql = format!(
+            "PRAGMA synchronous = NORMAL;
+             UPDATE executions SET status = 'running', started_at = '{started}' WHERE id = {id} AND status = 'scheduled' RETURNING id;
+             PRAGMA synchronous = FULL;"
+        );
+        let mut conn = self.pool.acquire().await?;
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut *conn)
+            .await
+        {
+            Ok(rows) => Ok(rows.len() == 1),
+            Err(e) => {
+                // Stopped before its last statement, perhaps: `FULL` is put back, or the
+                // connection is closed (the pool opens a new one with `FULL`).
+                if sqlx::raw_sql("PRAGMA synchronous = FULL")
+                    .execute(&mut *conn)
+                    .await
+                    .is_err()
+                {
+                    conn.close_on_drop();
+                }
+                Err(e.into())
+            }
+        }
     }
 
     // ---- packs ----
@@ -759,7 +802,7 @@ impl Store {
             claimed.parameters =
                 serde_json::from_str(row.try_get::<&str, _>("parameters")?).map_err(corrupt)?;
         }
-        self.announce(claimed.id);
+        self.announce_status(claimed.id, ExecutionStatus::Scheduled);
         Ok(Some(claimed))
     }
 
@@ -771,14 +814,7 @@ impl Store {
         to: ExecutionStatus,
     ) -> Result<bool> {
         let started = (to == ExecutionStatus::Running).then(now);
-        let q = sqlx::query(
-            "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at) WHERE id = $3 AND status = $4",
-        )
-        .bind(to.as_str())
-        .bind(started)
-        .bind(id)
-        .bind(from.as_str());
-        let r = if self.backend == Backend::Sqlite
+        if self.backend == Backend::Sqlite
             && from == ExecutionStatus::Scheduled
             && to == ExecutionStatus::Running
         {
@@ -786,13 +822,22 @@ impl Store {
             // abandoned at the next start, as a running one is. So it is not flushed to
             // disk by itself; the next synced commit flushes it with its own (WAL order).
             // A process crash (kill -9) loses nothing either way.
-            self.execute_unsynced(q).await?
-        } else {
-            q.execute(&self.pool).await?
-        };
-        let moved = r.rows_affected() == 1;
+            let moved = self.start_unsynced(id, started.unwrap_or_else(now)).await?;
+            if moved {
+                self.announce_status(id, to);
+            }
+            return Ok(moved);
+        }
+        let q = sqlx::query(
+            "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at) WHERE id = $3 AND status = $4",
+        )
+        .bind(to.as_str())
+        .bind(started)
+        .bind(id)
+        .bind(from.as_str());
+        let moved = q.execute(&self.pool).await?.rows_affected() == 1;
         if moved {
-            self.announce(id);
+            self.announce_status(id, to);
         }
         Ok(moved)
     }
@@ -800,12 +845,42 @@ impl Store {
     /// Writes the final status and outcome if the execution is still in one of `from`.
     /// One statement: SQLite takes the write lock at once, so concurrent finishes queue on
     /// the busy timeout instead of deadlocking on a read-to-write upgrade.
+    ///
+    /// Flushed to disk before it returns: a cancel the API acknowledged is never undone.
     pub async fn finish(
         &self,
         id: i64,
         from: &[ExecutionStatus],
         to: ExecutionStatus,
         f: &Finish,
+    ) -> Result<bool> {
+        self.finish_with(id, from, to, f, true).await
+    }
+
+    /// [`Store::finish`] for the outcome of an execution a worker has claimed (what it ran,
+    /// or why it could not start it). Committed before it returns, so a crash of this
+    /// process (kill -9) loses nothing, but not flushed to disk by itself: SQLite's next
+    /// synced commit or the server's checkpoint (every second) flushes it, PostgreSQL's WAL
+    /// writer within `wal_writer_delay` (asynchronous commit). An OS crash inside that
+    /// window takes back only the outcome: the execution is then still claimed, and is
+    /// `abandoned` at the next start like any other in flight, never run again.
+    pub async fn finish_outcome(
+        &self,
+        id: i64,
+        from: &[ExecutionStatus],
+        to: ExecutionStatus,
+        f: &Finish,
+    ) -> Result<bool> {
+        self.finish_with(id, from, to, f, false).await
+    }
+
+    async fn finish_with(
+        &self,
+        id: i64,
+        from: &[ExecutionStatus],
+        to: ExecutionStatus,
+        f: &Finish,
+        synced: bool,
     ) -> Result<bool> {
         if from.is_empty() {
             return Ok(false);
@@ -814,9 +889,16 @@ impl Store {
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
             .join(", ");
+        // PostgreSQL: `set_config(…, true)` lasts until this statement's own commit, which
+        // then does not wait for the WAL flush (`synchronous_commit = off` for it alone).
+        let lazily = if !synced && self.backend == Backend::Postgres {
+            " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS lazily"
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE executions SET status = $1, finished_at = $2, started_at = COALESCE(started_at, $3), exit_code = $4,
-             signal = $5, result = $6, stdout = $7, stderr = $8, error = $9 WHERE id = $10 AND status IN ({placeholders})"
+             signal = $5, result = $6, stdout = $7, stderr = $8, error = $9{lazily} WHERE id = $10 AND status IN ({placeholders})"
         );
         let mut q = sqlx::query(sql_with_columns(sql))
             .bind(to.as_str())
@@ -832,9 +914,14 @@ impl Store {
         for st in from {
             q = q.bind(st.as_str());
         }
-        let done = q.execute(&self.pool).await?.rows_affected() == 1;
+        let r = if !synced && self.backend == Backend::Sqlite {
+            self.execute_unsynced(q).await?
+        } else {
+            q.execute(&self.pool).await?
+        };
+        let done = r.rows_affected() == 1;
         if done {
-            self.announce(id);
+            self.announce_status(id, to);
         }
         Ok(done)
     }
@@ -1055,6 +1142,20 @@ mod tests {
             !store.transition(1, Scheduled, Running).await.unwrap(),
             "second start must lose"
         );
+        // The start and a worker's outcome are written unsynced; the writer connection
+        // is back to `synchronous = FULL` (2) after each, for the writes that follow.
+        let synchronous = || async {
+            sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(synchronous().await, 2);
+        assert!(store
+            .finish_outcome(2, &[Scheduled], Failed, &Finish::default())
+            .await
+            .unwrap());
+        assert_eq!(synchronous().await, 2);
         assert!(store.transition(1, Running, Canceling).await.unwrap());
         let fin = Finish::default();
         assert!(
@@ -1069,7 +1170,7 @@ mod tests {
             store.get_execution(1).await.unwrap().unwrap().status,
             Canceled
         );
-        assert_eq!(store.abandon_in_flight("restart").await.unwrap(), 49);
+        assert_eq!(store.abandon_in_flight("restart").await.unwrap(), 48);
     }
 
     #[tokio::test]

@@ -105,8 +105,13 @@ async fn executions(s: &Store) {
         error: None,
         started_at: None,
     };
+    // A worker's outcome (flushed lazily): conditional like every other write.
     assert!(s
-        .finish(a.id, &[Running, Canceling], Failed, &f)
+        .finish_outcome(a.id, &[Running, Canceling], Failed, &f)
+        .await
+        .unwrap());
+    assert!(!s
+        .finish_outcome(a.id, &[Running], Succeeded, &f)
         .await
         .unwrap());
     assert!(!s.finish(a.id, &[Running], Succeeded, &f).await.unwrap());

@@ -79,8 +79,15 @@ async fn child(op: &str, db: &str) {
                 stdout: "done".into(),
                 ..Finish::default()
             };
-            json!(store.finish(id(), &[Running], Succeeded, &f).await.unwrap())
+            json!(store
+                .finish_outcome(id(), &[Running], Succeeded, &f)
+                .await
+                .unwrap())
         }
+        "cancel" => json!(store
+            .finish(id(), &[Requested, Scheduled], Canceled, &Finish::default())
+            .await
+            .unwrap()),
         "insert_token" => json!(
             store
                 .insert_token(&arg(1), "operator", &arg(1), "crash-test")
@@ -247,15 +254,12 @@ fn crash_rounds(rt: &tokio::runtime::Runtime, db: &str, test: &str, rounds: usiz
             "round {round}"
         );
         assert_eq!(status(plain), ExecutionStatus::Scheduled, "round {round}");
-        let done = rt.block_on(open().finish(
-            plain,
-            &[ExecutionStatus::Scheduled],
-            ExecutionStatus::Canceled,
-            &Finish::default(),
-        ));
-        assert!(done.unwrap());
+        // A cancel the API acknowledged (the synced finish) stays.
+        assert_eq!(in_child(&format!("cancel:{plain}")), json!(true));
+        assert_eq!(status(plain), ExecutionStatus::Canceled, "round {round}");
         assert_eq!(in_child(&format!("start:{id}")), json!(true));
         assert_eq!(status(id), ExecutionStatus::Running, "round {round}");
+        // A worker's outcome (committed, flushed lazily) survives the kill too.
         assert_eq!(in_child(&format!("finish:{id}")), json!(true));
         assert_eq!(status(id), ExecutionStatus::Succeeded, "round {round}");
 
