@@ -242,6 +242,18 @@ fn sql_with_columns(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }
 
+/// Puts SQLite's writer connection back to `synchronous = FULL` after an unsynced write;
+/// where that fails, the connection is closed (the pool opens a new one with `FULL`).
+async fn back_to_full(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Result<()> {
+    let r = sqlx::raw_sql("PRAGMA synchronous = FULL")
+        .execute(&mut **conn)
+        .await;
+    if r.is_err() {
+        conn.close_on_drop();
+    }
+    Ok(r.map(|_| ())?)
+}
+
 fn corrupt(detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         table: "executions",
@@ -505,20 +517,15 @@ impl Store {
             .execute(&mut *conn)
             .await?;
         let r = q.execute(&mut *conn).await;
-        if let Err(e) = sqlx::raw_sql("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await
-        {
-            conn.close_on_drop();
-            return Err(e.into());
-        }
+        back_to_full(&mut conn).await?;
         Ok(r?)
     }
 
     /// SQLite: starts scheduled execution `id` as of `started` with `synchronous = NORMAL`,
     /// in one round trip to the connection's thread instead of three (the statements carry
     /// their values inline: an integer and a timestamp this process wrote, nothing else).
-    async fn start_unsynced(&self, id: i64, started: String) -> Result<bool> {
+    async fn start_unsynced(&self, id: i64) -> Result<bool> {
+        let started = now();
         if !started
             .bytes()
             .all(|b| b.is_ascii_digit() || b"-:.TZ".contains(&b))
@@ -539,15 +546,8 @@ impl Store {
         {
             Ok(rows) => Ok(rows.len() == 1),
             Err(e) => {
-                // Stopped before its last statement, perhaps: `FULL` is put back, or the
-                // connection is closed (the pool opens a new one with `FULL`).
-                if sqlx::raw_sql("PRAGMA synchronous = FULL")
-                    .execute(&mut *conn)
-                    .await
-                    .is_err()
-                {
-                    conn.close_on_drop();
-                }
+                // Stopped before its last statement, perhaps.
+                let _ = back_to_full(&mut conn).await;
                 Err(e.into())
             }
         }
@@ -813,7 +813,6 @@ impl Store {
         from: ExecutionStatus,
         to: ExecutionStatus,
     ) -> Result<bool> {
-        let started = (to == ExecutionStatus::Running).then(now);
         if self.backend == Backend::Sqlite
             && from == ExecutionStatus::Scheduled
             && to == ExecutionStatus::Running
@@ -822,7 +821,7 @@ impl Store {
             // abandoned at the next start, as a running one is. So it is not flushed to
             // disk by itself; the next synced commit flushes it with its own (WAL order).
             // A process crash (kill -9) loses nothing either way.
-            let moved = self.start_unsynced(id, started.unwrap_or_else(now)).await?;
+            let moved = self.start_unsynced(id).await?;
             if moved {
                 self.announce_status(id, to);
             }
@@ -832,7 +831,7 @@ impl Store {
             "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at) WHERE id = $3 AND status = $4",
         )
         .bind(to.as_str())
-        .bind(started)
+        .bind((to == ExecutionStatus::Running).then(now))
         .bind(id)
         .bind(from.as_str());
         let moved = q.execute(&self.pool).await?.rows_affected() == 1;
