@@ -147,6 +147,17 @@ pub struct Execution {
 }
 
 impl Execution {
+    /// About how long this record is as JSON (see [`crate::format::json_len`]): a response
+    /// buffer of this size holds a record with large parameters or output without growing.
+    pub fn json_len(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        1024 + crate::format::map_json_len(&self.parameters)
+            + self.result.as_ref().map_or(0, crate::format::json_len)
+            + text(&self.stdout)
+            + text(&self.stderr)
+            + text(&self.error)
+    }
+
     /// Sets `duration_ms` from the start and end times.
     pub fn with_duration(mut self) -> Execution {
         self.duration_ms = match (&self.started_at, &self.finished_at) {

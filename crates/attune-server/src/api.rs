@@ -325,6 +325,18 @@ fn created(v: impl serde::Serialize) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
+/// An execution record as the answer, serialised into a buffer sized for it once: a record
+/// with 64 MiB of parameters would otherwise double its way there, copying as it goes.
+fn execution_response(status: StatusCode, e: &ExecutionRow) -> Response {
+    let body = attune_core::format::to_json_sized(e, e.json_len());
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(body),
+    )
+        .into_response()
+}
+
 /// `/healthz`'s answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 struct Health {
@@ -688,7 +700,8 @@ pub(crate) async fn get_execution(
                 .is_none_or(|s| s.is_final()),
         };
         if done {
-            return Ok(Json(load_execution(&app, &id).await?).into_response());
+            let e = load_execution(&app, &id).await?;
+            return Ok(execution_response(StatusCode::OK, &e));
         }
         heard = changes.changed(left.min(STATUS_POLL)).await;
     }
@@ -717,9 +730,10 @@ pub fn sealed_problem(e: &SecretError) -> Problem {
 /// Validates a request, resolves its secrets from the store and stores the execution
 /// (secret values sealed, with an audit entry naming them) before answering.
 /// `also_secret`: parameters that were secret when first stored (a rerun's), kept sealed
-/// whatever the action says now.
+/// whatever the action says now. The caller answers and wakes a worker
+/// ([`created_execution`]).
 #[allow(clippy::too_many_arguments)]
-pub async fn submit(
+pub(crate) async fn submit(
     app: &Arc<App>,
     requested_by: &str,
     action_ref: &str,
@@ -795,8 +809,16 @@ pub async fn submit(
             audit.as_ref(),
         )
         .await?;
-    app.wake.notify_one();
     Ok(row)
+}
+
+/// The 201 answer for a new execution; then a worker is woken. In that order, so that a
+/// large parameter document is not held by this request while a worker reads it again.
+fn created_execution(app: &App, row: ExecutionRow) -> Response {
+    let response = execution_response(StatusCode::CREATED, &row);
+    drop(row);
+    app.wake.notify_one();
+    response
 }
 
 /// What `POST /api/v1/executions` takes.
@@ -900,7 +922,7 @@ pub(crate) async fn create_execution(
         &[],
     )
     .await?;
-    Ok(created(row))
+    Ok(created_execution(&app, row))
 }
 
 /// Cancels an execution: one not started ends `canceled` at once; a running one gets
@@ -958,7 +980,7 @@ pub(crate) async fn cancel_execution(
                 })
                 .await?;
             let row = load_execution(&app, &id).await?;
-            return Ok((StatusCode::ACCEPTED, Json(row)).into_response());
+            return Ok(execution_response(StatusCode::ACCEPTED, &row));
         }
     }
     Err(Problem::conflict(
@@ -1007,7 +1029,7 @@ pub(crate) async fn rerun_execution(
         &sealed_names,
     )
     .await?;
-    Ok(created(row))
+    Ok(created_execution(&app, row))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -261,11 +261,25 @@ fn corrupt(detail: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// A parameter document this long or longer (bytes) is stored in chunks of at most this
+/// much (migration 0008).
+const PARAMETER_CHUNK: usize = 1 << 20;
+
+/// Whether `row`'s parameter document was left out of it (a claim's large one, or one
+/// stored in chunks): [`Store::stored_parameters`] reads it then.
+fn parameters_elsewhere(row: &AnyRow) -> Result<bool> {
+    Ok(row
+        .try_get::<Option<&str>, _>("parameters")?
+        .is_none_or(str::is_empty))
+}
+
 fn decode_execution(row: &AnyRow) -> Result<ExecutionRow> {
     // Borrowed from the row, not copied: a parameter document may be large.
     let status: &str = row.try_get("status")?;
-    // NULL only from a claim, which reads a large document by itself.
+    // NULL (a claim's large document) or '' (one stored in chunks): read by itself, see
+    // [`parameters_elsewhere`].
     let parameters: Option<&str> = row.try_get("parameters")?;
+    let parameters = parameters.filter(|p| !p.is_empty());
     let env_vars: &str = row.try_get("env_vars")?;
     let result: Option<&str> = row.try_get("result")?;
     Ok(ExecutionRow {
@@ -627,8 +641,12 @@ impl Store {
         e: NewExecution,
         audit: Option<&AuditEntry>,
     ) -> Result<ExecutionRow> {
-        let parameters = serde_json::to_string(&e.parameters)
-            .map_err(|err| StoreError::Database(err.to_string()))?;
+        let parameters = attune_core::format::to_json_sized(
+            &e.parameters,
+            attune_core::format::map_json_len(&e.parameters),
+        );
+        let parameters =
+            String::from_utf8(parameters).map_err(|err| StoreError::Database(err.to_string()))?;
         let refs =
             (!e.secret_refs.is_empty()).then(|| Value::Object(e.secret_refs.clone()).to_string());
         let created_at = now();
@@ -677,11 +695,34 @@ impl Store {
             ));
         }
         let id = id_of(rows.first())?;
+        let chunked = parameters.len() >= PARAMETER_CHUNK;
         sqlx::query("INSERT INTO execution_parameters (execution_id, parameters) VALUES ($1, $2)")
             .bind(id)
-            .bind(parameters)
+            .bind(if chunked { "" } else { parameters.as_str() })
             .execute(&mut *tx)
             .await?;
+        if chunked {
+            // A chunk at a time: the database and its driver copy 1 MiB, not the whole.
+            let mut rest = parameters.as_str();
+            let mut seq = 0i64;
+            while !rest.is_empty() {
+                let mut cut = rest.len().min(PARAMETER_CHUNK);
+                while !rest.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                sqlx::query(
+                    "INSERT INTO execution_parameter_chunks (execution_id, seq, chunk) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(seq)
+                .bind(&rest[..cut])
+                .execute(&mut *tx)
+                .await?;
+                rest = &rest[cut..];
+                seq += 1;
+            }
+        }
+        drop(parameters);
         if let Some(a) = audit {
             let a = AuditEntry {
                 subject: format!("execution {id}"),
@@ -708,7 +749,58 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(decode_execution).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let elsewhere = parameters_elsewhere(&row)?;
+        let mut e = decode_execution(&row)?;
+        drop(row);
+        if elsewhere {
+            e.parameters = self.stored_parameters(id).await?;
+        }
+        Ok(Some(e))
+    }
+
+    /// Execution `id`'s parameter document, read by itself: from its row, or a chunk at a
+    /// time (never more than one chunk in the driver at once).
+    async fn stored_parameters(&self, id: i64) -> Result<Map<String, Value>> {
+        let row =
+            sqlx::query("SELECT parameters FROM execution_parameters WHERE execution_id = $1")
+                .bind(id)
+                .fetch_one(&self.read)
+                .await?;
+        let inline: &str = row.try_get("parameters")?;
+        if !inline.is_empty() {
+            return serde_json::from_str(inline).map_err(corrupt);
+        }
+        drop(row);
+        // Sized once: chunks are at most PARAMETER_CHUNK bytes each.
+        let chunks: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM execution_parameter_chunks WHERE execution_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.read)
+        .await?;
+        let mut doc = String::with_capacity(usize::try_from(chunks).unwrap_or(0) * PARAMETER_CHUNK);
+        for seq in 0i64.. {
+            let chunk = sqlx::query(
+                "SELECT chunk FROM execution_parameter_chunks WHERE execution_id = $1 AND seq = $2",
+            )
+            .bind(id)
+            .bind(seq)
+            .fetch_optional(&self.read)
+            .await?;
+            match chunk {
+                Some(c) => doc.push_str(c.try_get::<&str, _>("chunk")?),
+                None => break,
+            }
+        }
+        if doc.is_empty() {
+            return Err(corrupt(format!(
+                "execution {id}: its parameter chunks are missing"
+            )));
+        }
+        serde_json::from_str(&doc).map_err(corrupt)
     }
 
     /// SQLite: copies what the WAL holds into the database file (a passive checkpoint: it
@@ -753,7 +845,17 @@ impl Store {
         .bind(i64::from(f.limit.max(1)))
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(decode_execution).collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let elsewhere = parameters_elsewhere(&row)?;
+            let mut e = decode_execution(&row)?;
+            drop(row);
+            if elsewhere {
+                e.parameters = self.stored_parameters(e.id).await?;
+            }
+            out.push(e);
+        }
+        Ok(out)
     }
 
     /// Claims the oldest requested execution for `worker` (requested → scheduled); the
@@ -790,17 +892,11 @@ impl Store {
         let Some(row) = self.write_returning(q).await? else {
             return Ok(None);
         };
-        let large = row.try_get::<Option<&str>, _>("parameters")?.is_none();
+        let elsewhere = parameters_elsewhere(&row)?;
         let mut claimed = decode_execution(&row)?;
         drop(row);
-        if large {
-            let row =
-                sqlx::query("SELECT parameters FROM execution_parameters WHERE execution_id = $1")
-                    .bind(claimed.id)
-                    .fetch_one(&self.read)
-                    .await?;
-            claimed.parameters =
-                serde_json::from_str(row.try_get::<&str, _>("parameters")?).map_err(corrupt)?;
+        if elsewhere {
+            claimed.parameters = self.stored_parameters(claimed.id).await?;
         }
         self.announce_status(claimed.id, ExecutionStatus::Scheduled);
         Ok(Some(claimed))

@@ -380,12 +380,24 @@ async fn a_worker_that_stops_heartbeating_loses_its_executions_once() {
 /// to 65,536 characters) or are read by themselves after it (larger), keys in their
 /// order; and the status alone reads as the record's.
 async fn claims_return_the_stored_parameters(s: &Store) {
-    // Two-byte characters: bytes and characters differ.
-    for size in [10, 64 * 1024 - 40, 128 * 1024 + 2, 300_000] {
+    // Two- and three-byte characters: bytes and characters differ, and a document stored
+    // in chunks (1 MiB and more) has characters across the chunks' edges, whatever the
+    // prefix's length. Inline (up to 64 KiB in a claim), read by itself, and in chunks.
+    let sizes = [
+        10,
+        64 * 1024 - 40,
+        128 * 1024 + 2,
+        300_000,
+        (1 << 20) - 200,
+        (1 << 20) + 1,
+        (3 << 20) + 7,
+    ];
+    for (i, size) in sizes.into_iter().enumerate() {
         let mut e = new_exec("core.echo");
         e.secrets = None;
+        let unit = if i % 2 == 0 { "é" } else { "é€" };
         e.parameters
-            .insert("blob".into(), json!("é".repeat(size / 2)));
+            .insert("blob".into(), json!(unit.repeat(size / unit.len())));
         let stored = e.parameters.clone();
         let id = s.insert_execution(e, None).await.unwrap().id;
         assert_eq!(s.execution_status(id).await.unwrap(), Some(Requested));
@@ -397,6 +409,20 @@ async fn claims_return_the_stored_parameters(s: &Store) {
             ["message", "nested", "blob"]
         );
         assert_eq!(s.execution_status(id).await.unwrap(), Some(Scheduled));
+        // Read back whole, and in a list, alike.
+        let got = s.get_execution(id).await.unwrap().unwrap();
+        assert_eq!(got.parameters, stored, "size {size}");
+        let listed = s
+            .list_executions(&ExecutionFilter {
+                limit: 1,
+                before: Some(id + 1),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, id);
+        assert_eq!(listed[0].parameters, stored, "size {size}");
     }
     assert_eq!(s.execution_status(9_999_999).await.unwrap(), None);
 }
