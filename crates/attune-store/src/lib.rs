@@ -749,16 +749,22 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.read)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
+        match row {
+            Some(row) => Ok(Some(self.decode_whole(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`decode_execution`], with a parameter document the row left out read by itself.
+    /// The row is dropped first: a large document is never held twice.
+    async fn decode_whole(&self, row: AnyRow) -> Result<ExecutionRow> {
         let elsewhere = parameters_elsewhere(&row)?;
         let mut e = decode_execution(&row)?;
         drop(row);
         if elsewhere {
-            e.parameters = self.stored_parameters(id).await?;
+            e.parameters = self.stored_parameters(e.id).await?;
         }
-        Ok(Some(e))
+        Ok(e)
     }
 
     /// Execution `id`'s parameter document, read by itself: from its row, or a chunk at a
@@ -847,13 +853,7 @@ impl Store {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let elsewhere = parameters_elsewhere(&row)?;
-            let mut e = decode_execution(&row)?;
-            drop(row);
-            if elsewhere {
-                e.parameters = self.stored_parameters(e.id).await?;
-            }
-            out.push(e);
+            out.push(self.decode_whole(row).await?);
         }
         Ok(out)
     }
@@ -892,12 +892,7 @@ impl Store {
         let Some(row) = self.write_returning(q).await? else {
             return Ok(None);
         };
-        let elsewhere = parameters_elsewhere(&row)?;
-        let mut claimed = decode_execution(&row)?;
-        drop(row);
-        if elsewhere {
-            claimed.parameters = self.stored_parameters(claimed.id).await?;
-        }
+        let claimed = self.decode_whole(row).await?;
         self.announce_status(claimed.id, ExecutionStatus::Scheduled);
         Ok(Some(claimed))
     }
