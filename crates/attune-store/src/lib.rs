@@ -261,9 +261,13 @@ fn corrupt(detail: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// A parameter document this long or longer (bytes) is stored in chunks of at most this
-/// much (migration 0008).
-const PARAMETER_CHUNK: usize = 1 << 20;
+/// A parameter document this long or longer (bytes) is stored in chunks (migration 0008).
+const CHUNKED_FROM: usize = 1 << 20;
+
+/// The most a chunk holds (bytes); older chunks may be up to [`CHUNKED_FROM`]. Smaller
+/// than the server's allocator threshold (`attune server`), so that the buffers the
+/// database and its driver take for each chunk are reused, not mapped and faulted in anew.
+const PARAMETER_CHUNK: usize = 128 << 10;
 
 /// Whether `row`'s parameter document was left out of it (a claim's large one, or one
 /// stored in chunks): [`Store::stored_parameters`] reads it then.
@@ -695,14 +699,14 @@ impl Store {
             ));
         }
         let id = id_of(rows.first())?;
-        let chunked = parameters.len() >= PARAMETER_CHUNK;
+        let chunked = parameters.len() >= CHUNKED_FROM;
         sqlx::query("INSERT INTO execution_parameters (execution_id, parameters) VALUES ($1, $2)")
             .bind(id)
             .bind(if chunked { "" } else { parameters.as_str() })
             .execute(&mut *tx)
             .await?;
         if chunked {
-            // A chunk at a time: the database and its driver copy 1 MiB, not the whole.
+            // A chunk at a time: the database and its driver copy a chunk, not the whole.
             let mut rest = parameters.as_str();
             let mut seq = 0i64;
             while !rest.is_empty() {
@@ -780,7 +784,7 @@ impl Store {
             return serde_json::from_str(inline).map_err(corrupt);
         }
         drop(row);
-        // Sized once: chunks are at most PARAMETER_CHUNK bytes each.
+        // Sized once (chunks written before they were smaller: grown as needed).
         let chunks: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM execution_parameter_chunks WHERE execution_id = $1",
         )
