@@ -61,6 +61,10 @@ fn bench_measures_the_api_against_direct_spawns_on_sqlite_with_a_payload_file() 
     assert!(r["document_bytes"].as_u64().unwrap() > 4096);
     assert_eq!(r["server"], "SQLite, embedded workers");
     assert!(r["server_peak_rss_mib"].as_f64().unwrap() > 1.0, "{r}");
+    // The peak as a multiple of the document: the same figure.
+    let per_doc = r["server_peak_rss_mib"].as_f64().unwrap() * 1048576.0
+        / r["document_bytes"].as_f64().unwrap();
+    assert!((r["server_peak_rss_to_document"].as_f64().unwrap() - per_doc).abs() < 1e-6);
     assert_eq!(r["cli"]["runs"], 2);
     assert!(r["cli"]["remote_p50_ms"].as_f64().unwrap() > 0.0);
     // The floor of `run --local`: attune-spawn-floor, built next to attune.

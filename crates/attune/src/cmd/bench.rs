@@ -599,6 +599,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         "throughput_ratio": a["per_second"].as_f64().unwrap_or(0.0) / d["per_second"].as_f64().unwrap_or(1.0).max(1e-9),
         "server_side": server_side,
         "server_peak_rss_mib": server_rss,
+        "server_peak_rss_to_document": server_rss.map(|m| m * 1048576.0 / doc.len().max(1) as f64),
+        "delivery_ratio": if args.payload > 0 { delivery_ratio(&server_side, &d) } else { Value::Null },
         "cli": cli,
     });
     if args.output != OutputFormat::Table {
@@ -614,6 +616,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         )));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With a payload: how the action's run (from the records: delivery, the script reading
+/// it, its exit) compares with the direct spawn of the same script with the same bytes.
+fn delivery_ratio(server_side: &Value, direct: &Value) -> Value {
+    match (
+        server_side["run_p50_ms"].as_f64(),
+        direct["p50_ms"].as_f64(),
+    ) {
+        (Some(run), Some(spawn)) if spawn >= 10.0 => json!(run / spawn),
+        // Below 10 ms the records' millisecond resolution says nothing.
+        _ => Value::Null,
+    }
 }
 
 fn print_report(r: &Value) {
@@ -657,7 +672,22 @@ fn print_report(r: &Value) {
         s["finish_to_client_p50_ms"]
     );
     if let Some(rss) = r["server_peak_rss_mib"].as_f64() {
-        println!("server peak RSS: {rss:.1} MiB");
+        match r["document_bytes"].as_u64() {
+            Some(b) if b >= 1 << 20 => println!(
+                "server peak RSS: {rss:.1} MiB, {} × the {:.1} MiB document",
+                f(&r["server_peak_rss_to_document"]),
+                b as f64 / 1048576.0
+            ),
+            _ => println!("server peak RSS: {rss:.1} MiB"),
+        }
+    }
+    if !r["delivery_ratio"].is_null() {
+        println!(
+            "delivery: the action's run p50 {} ms against {} ms for the script spawned directly with the same bytes (ratio {})",
+            s["run_p50_ms"],
+            f(&r["direct_spawn"]["p50_ms"]),
+            f(&r["delivery_ratio"])
+        );
     }
     let c = &r["cli"];
     if !c.is_null() {
