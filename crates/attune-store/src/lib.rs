@@ -236,6 +236,17 @@ const CLAIM_COLUMNS: &str = "id, action_ref, status, (SELECT CASE WHEN length(p.
 /// [`EXECUTION_COLUMNS`] for lists: the output columns are not read.
 const LIST_COLUMNS: &str = "id, action_ref, status, (SELECT p.parameters FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, NULL AS stdout, NULL AS stderr, error";
 
+/// A new execution's row; `$1`…`$8` its values.
+const INSERT_EXECUTION: &str = "INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
+             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+
+/// SQLite: [`INSERT_EXECUTION`] and its parameter document (`$9`) in one transaction.
+const INSERT_EXECUTION_AT_ONCE: &str = "BEGIN IMMEDIATE;
+             INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
+             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id;
+             INSERT INTO execution_parameters (execution_id, parameters) VALUES (last_insert_rowid(), $9);
+             COMMIT;";
+
 /// A query built only from constants of this file (column lists, `?` placeholders), never
 /// from input.
 fn sql_with_columns(sql: String) -> sqlx::AssertSqlSafe<String> {
@@ -523,22 +534,6 @@ impl Store {
         Ok(rows.pop())
     }
 
-    /// Runs one write on SQLite's connection with `synchronous = NORMAL` (committed to the
-    /// WAL, not fsynced), then puts `FULL` back. Where `FULL` cannot be put back, the
-    /// connection is closed, so the pool opens a new one with `FULL`.
-    async fn execute_unsynced<'q>(
-        &self,
-        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    ) -> Result<sqlx::any::AnyQueryResult> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::raw_sql("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        let r = q.execute(&mut *conn).await;
-        back_to_full(&mut conn).await?;
-        Ok(r?)
-    }
-
     /// SQLite: starts scheduled execution `id` as of `started` with `synchronous = NORMAL`,
     /// in one round trip to the connection's thread instead of three (the statements carry
     /// their values inline: an integer and a timestamp this process wrote, nothing else).
@@ -656,10 +651,13 @@ impl Store {
         let created_at = now();
         // Only the id comes back: the rest is what was written, so a large parameter
         // document is not read back and parsed again.
-        let q = sqlx::query(
-            "INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
+        let chunked = parameters.len() >= CHUNKED_FROM;
+        let at_once = self.backend == Backend::Sqlite && !chunked && audit.is_none();
+        let q = sqlx::query(if at_once {
+            INSERT_EXECUTION_AT_ONCE
+        } else {
+            INSERT_EXECUTION
+        })
         .bind(&e.action_ref)
         .bind(&e.secrets)
         .bind(refs)
@@ -690,6 +688,12 @@ impl Store {
             created_at,
             ..ExecutionRow::default()
         };
+        if at_once {
+            let id = self
+                .insert_in_one_round_trip(q.bind(parameters.as_str()))
+                .await?;
+            return Ok(stored(id));
+        }
         let mut tx = self.begin_write().await?;
         // fetch_all steps the statement to completion (see `write_returning`).
         let rows = q.fetch_all(&mut *tx).await?;
@@ -699,7 +703,6 @@ impl Store {
             ));
         }
         let id = id_of(rows.first())?;
-        let chunked = parameters.len() >= CHUNKED_FROM;
         sqlx::query("INSERT INTO execution_parameters (execution_id, parameters) VALUES ($1, $2)")
             .bind(id)
             .bind(if chunked { "" } else { parameters.as_str() })
@@ -743,6 +746,35 @@ impl Store {
         }
         tx.commit().await?;
         Ok(stored(id))
+    }
+
+    /// SQLite: [`Store::insert_execution`] of a small document without an audit entry, as
+    /// one transaction sent to the connection's thread at once (`q`: the execution's
+    /// [`INSERT_EXECUTION_AT_ONCE`], its nine values bound). Each statement sent alone is a
+    /// round trip between threads, and four of them cost more than the statements
+    /// themselves. `fetch_all` steps all of them, `COMMIT` (synced) included, before it
+    /// returns. Should any fail, the connection is closed, which rolls back whatever the
+    /// transaction holds.
+    async fn insert_in_one_round_trip<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<i64> {
+        let mut conn = self.pool.acquire().await?;
+        let r = q.fetch_all(&mut *conn).await;
+        match r {
+            Ok(rows) if rows.len() == 1 => Ok(rows[0].try_get("id")?),
+            Ok(rows) => {
+                conn.close_on_drop();
+                Err(StoreError::Database(format!(
+                    "INSERT … RETURNING gave {} rows",
+                    rows.len()
+                )))
+            }
+            Err(e) => {
+                conn.close_on_drop();
+                Err(e.into())
+            }
+        }
     }
 
     /// One execution.
@@ -990,9 +1022,20 @@ impl Store {
         } else {
             ""
         };
+        // SQLite: `synchronous = NORMAL` for this statement alone, in the same round trip
+        // to the connection's thread (sqlx binds `$n` across the statements of one query).
+        let unsynced_sqlite = !synced && self.backend == Backend::Sqlite;
+        let (before, after) = if unsynced_sqlite {
+            (
+                "PRAGMA synchronous = NORMAL;\n",
+                " RETURNING id;\nPRAGMA synchronous = FULL;",
+            )
+        } else {
+            ("", "")
+        };
         let sql = format!(
-            "UPDATE executions SET status = $1, finished_at = $2, started_at = COALESCE(started_at, $3), exit_code = $4,
-             signal = $5, result = $6, stdout = $7, stderr = $8, error = $9{lazily} WHERE id = $10 AND status IN ({placeholders})"
+            "{before}UPDATE executions SET status = $1, finished_at = $2, started_at = COALESCE(started_at, $3), exit_code = $4,
+             signal = $5, result = $6, stdout = $7, stderr = $8, error = $9{lazily} WHERE id = $10 AND status IN ({placeholders}){after}"
         );
         let mut q = sqlx::query(sql_with_columns(sql))
             .bind(to.as_str())
@@ -1008,12 +1051,19 @@ impl Store {
         for st in from {
             q = q.bind(st.as_str());
         }
-        let r = if !synced && self.backend == Backend::Sqlite {
-            self.execute_unsynced(q).await?
+        let done = if unsynced_sqlite {
+            let mut conn = self.pool.acquire().await?;
+            match q.fetch_all(&mut *conn).await {
+                Ok(rows) => rows.len() == 1,
+                Err(e) => {
+                    // Stopped before its last statement, perhaps.
+                    let _ = back_to_full(&mut conn).await;
+                    return Err(e.into());
+                }
+            }
         } else {
-            q.execute(&self.pool).await?
+            q.execute(&self.pool).await?.rows_affected() == 1
         };
-        let done = r.rows_affected() == 1;
         if done {
             self.announce_status(id, to);
         }

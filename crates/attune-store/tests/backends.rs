@@ -431,3 +431,31 @@ async fn claims_return_the_stored_parameters(s: &Store) {
 async fn claims_return_large_and_small_parameters_alike() {
     on_both!(claims_return_the_stored_parameters);
 }
+
+/// An insert the database refuses (here: a rerun of an execution that does not exist)
+/// leaves nothing behind, and the writer takes the next one as before: no transaction is
+/// left open on it, small or chunked, with or without an audit entry.
+async fn refused_inserts_leave_nothing(s: &Store) {
+    let before = s.count_by_status().await.unwrap();
+    for size in [10, 2 << 20] {
+        let mut e = new_exec("core.echo");
+        e.rerun_of = Some(9_999_999);
+        e.secrets = None;
+        e.parameters.insert("blob".into(), json!("x".repeat(size)));
+        assert!(s.insert_execution(e, None).await.is_err(), "size {size}");
+    }
+    assert_eq!(s.count_by_status().await.unwrap(), before);
+    let ok = s
+        .insert_execution(new_exec("core.echo"), None)
+        .await
+        .unwrap();
+    assert_eq!(s.execution_status(ok.id).await.unwrap(), Some(Requested));
+    let claimed = s.claim_next_for("w", true).await.unwrap().unwrap();
+    assert_eq!(claimed.id, ok.id);
+    assert_eq!(claimed.parameters, new_exec("core.echo").parameters);
+}
+
+#[tokio::test]
+async fn a_refused_insert_leaves_nothing_and_the_next_one_goes_through() {
+    on_both!(refused_inserts_leave_nothing);
+}
