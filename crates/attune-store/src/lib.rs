@@ -119,8 +119,10 @@ impl Listener {
     pub async fn next(&mut self) -> Result<Heard> {
         let n = self.inner.recv().await?;
         if n.channel() == STATUS_CHANNEL {
-            if let Ok(id) = n.payload().parse::<i64>() {
-                self.announcer.announce(id);
+            match parse_status_payload(n.payload()) {
+                Some((id, Some(status))) => self.announcer.announce_status(id, status.is_final()),
+                Some((id, None)) => self.announcer.announce(id),
+                None => {}
             }
             return Ok(Heard::Status);
         }
@@ -130,6 +132,16 @@ impl Listener {
         Ok(Heard::Work)
     }
 }
+/// A status announcement's payload: `<id> <status>` (migration 0009), or `<id>` alone
+/// (0005, or a status this binary does not know: then it is read back).
+fn parse_status_payload(payload: &str) -> Option<(i64, Option<ExecutionStatus>)> {
+    let (id, status) = match payload.split_once(' ') {
+        Some((id, status)) => (id, ExecutionStatus::parse(status)),
+        None => (payload, None),
+    };
+    Some((id.parse().ok()?, status))
+}
+
 /// A registered pack.
 #[derive(Debug, Clone)]
 pub struct PackRow {
@@ -241,11 +253,22 @@ const INSERT_EXECUTION: &str = "INSERT INTO executions (action_ref, status, secr
              VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id";
 
 /// SQLite: [`INSERT_EXECUTION`] and its parameter document (`$9`) in one transaction.
-const INSERT_EXECUTION_AT_ONCE: &str = "BEGIN IMMEDIATE;
+const INSERT_EXECUTION_AT_ONCE_SQLITE: &str = "BEGIN IMMEDIATE;
              INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
              VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id;
              INSERT INTO execution_parameters (execution_id, parameters) VALUES (last_insert_rowid(), $9);
              COMMIT;";
+
+/// PostgreSQL: the same as one statement (its own transaction), the workers told at its
+/// commit on [`WORK_CHANNEL`]. The foreign key of the parameters' row is checked at the
+/// statement's end, when the execution's row exists.
+const INSERT_EXECUTION_AT_ONCE_POSTGRES: &str = "WITH e AS (
+               INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
+               VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id
+             ), p AS (
+               INSERT INTO execution_parameters (execution_id, parameters) SELECT id, $9 FROM e
+             )
+             SELECT id, pg_notify('attune_work', '') IS NULL AS told FROM e";
 
 /// A query built only from constants of this file (column lists, `?` placeholders), never
 /// from input.
@@ -652,11 +675,12 @@ impl Store {
         // Only the id comes back: the rest is what was written, so a large parameter
         // document is not read back and parsed again.
         let chunked = parameters.len() >= CHUNKED_FROM;
-        let at_once = self.backend == Backend::Sqlite && !chunked && audit.is_none();
-        let q = sqlx::query(if at_once {
-            INSERT_EXECUTION_AT_ONCE
-        } else {
-            INSERT_EXECUTION
+        // A small document without an audit entry: in one round trip.
+        let at_once = !chunked && audit.is_none();
+        let q = sqlx::query(match (at_once, self.backend) {
+            (false, _) => INSERT_EXECUTION,
+            (true, Backend::Sqlite) => INSERT_EXECUTION_AT_ONCE_SQLITE,
+            (true, Backend::Postgres) => INSERT_EXECUTION_AT_ONCE_POSTGRES,
         })
         .bind(&e.action_ref)
         .bind(&e.secrets)
@@ -748,13 +772,13 @@ impl Store {
         Ok(stored(id))
     }
 
-    /// SQLite: [`Store::insert_execution`] of a small document without an audit entry, as
-    /// one transaction sent to the connection's thread at once (`q`: the execution's
-    /// [`INSERT_EXECUTION_AT_ONCE`], its nine values bound). Each statement sent alone is a
-    /// round trip between threads, and four of them cost more than the statements
-    /// themselves. `fetch_all` steps all of them, `COMMIT` (synced) included, before it
-    /// returns. Should any fail, the connection is closed, which rolls back whatever the
-    /// transaction holds.
+    /// [`Store::insert_execution`] of a small document without an audit entry, as one
+    /// transaction sent at once (`q`: [`INSERT_EXECUTION_AT_ONCE_SQLITE`] or
+    /// [`INSERT_EXECUTION_AT_ONCE_POSTGRES`], its nine values bound). Each statement sent
+    /// alone is a round trip (on SQLite, between threads), and four or five of them cost
+    /// more than the statements themselves. `fetch_all` steps all of them, the synced
+    /// commit included, before it returns. Should any fail, the connection is closed,
+    /// which rolls back whatever a transaction it left open holds.
     async fn insert_in_one_round_trip<'q>(
         &self,
         q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
@@ -1236,6 +1260,18 @@ fn decode_token(r: &AnyRow) -> Result<TokenRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_payloads_with_and_without_the_status() {
+        assert_eq!(
+            parse_status_payload("42 running"),
+            Some((42, Some(ExecutionStatus::Running)))
+        );
+        assert_eq!(parse_status_payload("42"), Some((42, None)));
+        assert_eq!(parse_status_payload("42 hibernating"), Some((42, None)));
+        assert_eq!(parse_status_payload("x running"), None);
+        assert_eq!(parse_status_payload(""), None);
+    }
 
     fn new_exec(action: &str) -> NewExecution {
         NewExecution {

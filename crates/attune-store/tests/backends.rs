@@ -459,3 +459,58 @@ async fn refused_inserts_leave_nothing(s: &Store) {
 async fn a_refused_insert_leaves_nothing_and_the_next_one_goes_through() {
     on_both!(refused_inserts_leave_nothing);
 }
+
+/// PostgreSQL: every stored execution wakes the listening workers, whichever way it was
+/// inserted (small in one statement; large in chunks; with an audit entry).
+async fn inserts_wake_listening_workers(s: &Store) {
+    let Some(mut l) = s.listener(true, false).await.unwrap() else {
+        return; // SQLite: the process's own workers are woken directly.
+    };
+    let audit = AuditEntry {
+        actor: "tester".into(),
+        kind: "execution.secrets".into(),
+        subject: String::new(),
+        detail: json!({}),
+    };
+    for (size, audited) in [(10, false), (2 << 20, false), (10, true)] {
+        let mut e = new_exec("core.echo");
+        e.parameters.insert("blob".into(), json!("x".repeat(size)));
+        s.insert_execution(e, audited.then_some(&audit))
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(5), l.next())
+            .await
+            .unwrap_or_else(|_| panic!("no work announced (size {size}, audit {audited})"))
+            .unwrap();
+        assert_eq!(heard, attune_store::Heard::Work);
+    }
+}
+
+#[tokio::test]
+async fn every_insert_wakes_listening_workers() {
+    on_both!(inserts_wake_listening_workers);
+}
+
+/// PostgreSQL: a status change made by another process reaches this one's waiters with
+/// whether it is final (migration 0009), so they need not read it back.
+#[tokio::test]
+async fn another_processes_status_changes_arrive_with_their_status() {
+    let pg = PgDatabase::new().await;
+    let here = Store::open(&pg.url).await.unwrap();
+    let there = Store::open(&pg.url).await.unwrap();
+    let mut listener = here.listener(false, true).await.unwrap().unwrap();
+    let listening = tokio::spawn(async move { while listener.next().await.is_ok() {} });
+    let mut e = new_exec("core.echo");
+    e.secrets = None;
+    let id = there.insert_execution(e, None).await.unwrap().id;
+    let mut changes = here.status_changes(id);
+    let poll = std::time::Duration::from_secs(10);
+    assert!(there.claim_next_for("w", false).await.unwrap().is_some());
+    assert_eq!(changes.changed(poll).await, attune_store::Change::NotFinal);
+    assert!(there
+        .finish(id, &[Scheduled], Succeeded, &Finish::default())
+        .await
+        .unwrap());
+    assert_eq!(changes.changed(poll).await, attune_store::Change::Final);
+    listening.abort();
+}
