@@ -10,6 +10,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,6 @@ pub struct Workspace {
 
 /// The kind of file system `path` is on: memory or disk.
 fn fs_kind(path: &Path) -> &'static str {
-    use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return "unknown file system";
     };
@@ -274,9 +274,8 @@ impl Workspace {
     /// dir), one per data dir. Created if missing, with the mode of the runtime root.
     pub fn pack_cache(&self, data_dir: &Path) -> Result<PathBuf, WorkspaceError> {
         let root = self.dir.parent().unwrap_or(&self.dir);
-        let canonical = data_dir
-            .canonicalize()
-            .unwrap_or_else(|_| data_dir.to_path_buf());
+        let existing = data_dir.canonicalize().ok();
+        let canonical = existing.clone().unwrap_or_else(|| data_dir.to_path_buf());
         // FNV-1a: a stable name per data dir; a collision would only share a
         // content-addressed cache.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -287,6 +286,22 @@ impl Workspace {
         private_dir(&dir)?;
         let mode = fs::metadata(root).map_err(io_err(root))?.mode() & 0o777;
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).map_err(io_err(&dir))?;
+        // Whose cache it is, beside it: the sweep removes the cache once that data dir is
+        // gone. Replaced atomically, so that a sweep never reads half a path. A data dir
+        // that does not exist (yet: `run --local` need not make it) has none, so its cache
+        // is never swept from under this process.
+        let owner = root.join(format!("packs-{h:016x}{OWNER_SUFFIX}"));
+        let Some(existing) = existing else {
+            let _ = fs::remove_file(&owner);
+            return Ok(dir);
+        };
+        let path = existing.as_os_str().as_bytes();
+        if fs::read(&owner).ok().as_deref() != Some(path) {
+            let staging = root.join(format!(".packs-{h:016x}-{}", random_hex(4)));
+            fs::write(&staging, path)
+                .and_then(|()| fs::rename(&staging, &owner))
+                .map_err(io_err(&owner))?;
+        }
         Ok(dir)
     }
 
@@ -331,8 +346,12 @@ impl Drop for Workspace {
     }
 }
 
-/// Removes the workspaces of workers that are no longer running (their lock is free), and
-/// staging directories of workers that died while starting.
+/// Beside a pack cache `packs-<hash>`, the file naming the data dir it serves.
+const OWNER_SUFFIX: &str = ".data-dir";
+
+/// Removes the workspaces of workers that are no longer running (their lock is free),
+/// staging directories and files of processes that died while starting, and the pack
+/// caches of data dirs that no longer exist.
 fn sweep(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
@@ -353,15 +372,31 @@ fn sweep(root: &Path) {
             if dead {
                 let _ = remove_tree(&path);
             }
-        } else if name.starts_with(".w-") {
+        } else if let Some(hash) = name
+            .strip_prefix("packs-")
+            .and_then(|n| n.strip_suffix(OWNER_SUFFIX))
+        {
+            if let Ok(owner) = fs::read(&path) {
+                let data_dir = Path::new(std::ffi::OsStr::from_bytes(&owner));
+                let gone = data_dir.is_absolute()
+                    && fs::symlink_metadata(data_dir)
+                        .is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
+                if gone {
+                    let _ = remove_tree(&root.join(format!("packs-{hash}")));
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        } else if name.starts_with(".w-") || name.starts_with(".packs-") {
             let old = entry
                 .metadata()
                 .ok()
                 .and_then(|m| m.modified().ok())
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age.as_secs() > 60);
-            if old {
+            if old && name.starts_with(".w-") {
                 let _ = remove_tree(&path);
+            } else if old {
+                let _ = fs::remove_file(&path);
             }
         }
     }
@@ -473,6 +508,44 @@ mod tests {
         assert!(!dead.exists(), "dead worker's directory was not swept");
         assert!(live.dir().exists(), "live worker's directory was swept");
         drop(other);
+    }
+
+    #[test]
+    fn sweeps_the_pack_caches_of_data_dirs_that_are_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rt");
+        let (kept, gone) = (tmp.path().join("kept"), tmp.path().join("gone"));
+        let ws = Workspace::open_in(&root, "t").unwrap();
+        let mut caches = Vec::new();
+        for data in [&kept, &gone] {
+            fs::create_dir(data).unwrap();
+            let cache = ws.pack_cache(data).unwrap();
+            fs::create_dir_all(cache.join("digest/actions")).unwrap();
+            // Asked again, the same cache (and its owner file is left as it is).
+            assert_eq!(ws.pack_cache(data).unwrap(), cache);
+            caches.push(cache);
+        }
+        // A data dir that does not exist gets a cache, never swept.
+        let never = ws.pack_cache(&tmp.path().join("never")).unwrap();
+        fs::remove_dir(&gone).unwrap();
+        let other = Workspace::open_in(&root, "t").unwrap();
+        assert!(
+            never.exists(),
+            "the cache of a data dir not made yet was swept"
+        );
+        assert!(
+            caches[0].join("digest/actions").exists(),
+            "a live data dir's cache was swept"
+        );
+        assert!(!caches[1].exists(), "a removed data dir's cache was kept");
+        let names: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("packs-") || n.starts_with(".packs-"))
+            .collect();
+        // The kept cache and its owner file, and the one without an owner.
+        assert_eq!(names.len(), 3, "{names:?}");
+        drop((ws, other));
     }
 
     #[test]
