@@ -81,8 +81,14 @@ pub struct Store {
     announcer: std::sync::Arc<changes::Announcer>,
 }
 
-/// The PostgreSQL channel a new execution is announced on.
-const WORK_CHANNEL: &str = "attune_work";
+/// The PostgreSQL channel a new execution is announced on (a macro too, for the
+/// statements built from it at compile time).
+macro_rules! work_channel {
+    () => {
+        "attune_work"
+    };
+}
+const WORK_CHANNEL: &str = work_channel!();
 /// The PostgreSQL channel every status change is announced on, with the execution's id
 /// (migration 0005's trigger).
 const STATUS_CHANNEL: &str = "attune_status";
@@ -248,32 +254,46 @@ const CLAIM_COLUMNS: &str = "id, action_ref, status, (SELECT CASE WHEN length(p.
 /// [`EXECUTION_COLUMNS`] for lists: the output columns are not read.
 const LIST_COLUMNS: &str = "id, action_ref, status, (SELECT p.parameters FROM execution_parameters p WHERE p.execution_id = executions.id) AS parameters, secrets, secret_refs, env_vars, timeout_secs, requested_by, worker, rerun_of, created_at, started_at, finished_at, exit_code, signal, result, NULL AS stdout, NULL AS stderr, error";
 
-/// A new execution's row; `$1`…`$8` its values.
-const INSERT_EXECUTION: &str = "INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+/// A new execution's row, `$1`…`$8` its values: a macro, so that the statements below
+/// are put together from it at compile time.
+macro_rules! insert_execution {
+    () => {
+        "INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
+         VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id"
+    };
+}
+const INSERT_EXECUTION: &str = insert_execution!();
 
 /// SQLite: [`INSERT_EXECUTION`] and its parameter document (`$9`) in one transaction.
-const INSERT_EXECUTION_AT_ONCE_SQLITE: &str = "BEGIN IMMEDIATE;
-             INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-             VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id;
-             INSERT INTO execution_parameters (execution_id, parameters) VALUES (last_insert_rowid(), $9);
-             COMMIT;";
+const INSERT_EXECUTION_AT_ONCE_SQLITE: &str = concat!(
+    "BEGIN IMMEDIATE;\n",
+    insert_execution!(),
+    ";\nINSERT INTO execution_parameters (execution_id, parameters) VALUES (last_insert_rowid(), $9);\nCOMMIT;"
+);
 
 /// PostgreSQL: the same as one statement (its own transaction), the workers told at its
 /// commit on [`WORK_CHANNEL`]. The foreign key of the parameters' row is checked at the
 /// statement's end, when the execution's row exists.
-const INSERT_EXECUTION_AT_ONCE_POSTGRES: &str = "WITH e AS (
-               INSERT INTO executions (action_ref, status, secrets, secret_refs, env_vars, timeout_secs, requested_by, rerun_of, created_at)
-               VALUES ($1, 'requested', $2, $3, $4, $5, $6, $7, $8) RETURNING id
-             ), p AS (
-               INSERT INTO execution_parameters (execution_id, parameters) SELECT id, $9 FROM e
-             )
-             SELECT id, pg_notify('attune_work', '') IS NULL AS told FROM e";
+const INSERT_EXECUTION_AT_ONCE_POSTGRES: &str = concat!(
+    "WITH e AS (",
+    insert_execution!(),
+    "), p AS (INSERT INTO execution_parameters (execution_id, parameters) SELECT id, $9 FROM e)
+     SELECT id, pg_notify('",
+    work_channel!(),
+    "', '') IS NULL AS told FROM e"
+);
 
 /// A query built only from constants of this file (column lists, `?` placeholders), never
 /// from input.
 fn sql_with_columns(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
+}
+
+/// SQLite: `update` (one `UPDATE` of executions) with `synchronous = NORMAL` for it alone,
+/// in one query: sqlx binds `$n` across the statements of a query, and `RETURNING id`
+/// counts the rows changed (`changes()` would still count the `UPDATE` after a `PRAGMA`).
+fn unsynced(update: &str) -> String {
+    format!("PRAGMA synchronous = NORMAL;\n{update} RETURNING id;\nPRAGMA synchronous = FULL;")
 }
 
 /// Puts SQLite's writer connection back to `synchronous = FULL` after an unsynced write;
@@ -557,29 +577,15 @@ impl Store {
         Ok(rows.pop())
     }
 
-    /// SQLite: starts scheduled execution `id` as of `started` with `synchronous = NORMAL`,
-    /// in one round trip to the connection's thread instead of three (the statements carry
-    /// their values inline: an integer and a timestamp this process wrote, nothing else).
-    async fn start_unsynced(&self, id: i64) -> Result<bool> {
-        let started = now();
-        if !started
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"-:.TZ".contains(&b))
-        {
-            return Err(StoreError::Database(format!(
-                "unexpected timestamp {started}"
-            )));
-        }
-        let sql = format!(
-            "PRAGMA synchronous = NORMAL;
-             UPDATE executions SET status = 'running', started_at = '{started}' WHERE id = {id} AND status = 'scheduled' RETURNING id;
-             PRAGMA synchronous = FULL;"
-        );
+    /// SQLite: one `UPDATE … RETURNING id` (its values bound in `q`) wrapped between
+    /// `PRAGMA synchronous = NORMAL` and `= FULL` in the same query ([`unsynced`]): one round
+    /// trip to the connection's thread, committed but not flushed. True if it changed a row.
+    async fn update_unsynced<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<bool> {
         let mut conn = self.pool.acquire().await?;
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&mut *conn)
-            .await
-        {
+        match q.fetch_all(&mut *conn).await {
             Ok(rows) => Ok(rows.len() == 1),
             Err(e) => {
                 // Stopped before its last statement, perhaps.
@@ -972,7 +978,12 @@ impl Store {
             // abandoned at the next start, as a running one is. So it is not flushed to
             // disk by itself; the next synced commit flushes it with its own (WAL order).
             // A process crash (kill -9) loses nothing either way.
-            let moved = self.start_unsynced(id).await?;
+            let q = sqlx::query(sql_with_columns(unsynced(
+                "UPDATE executions SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'scheduled'",
+            )))
+            .bind(now())
+            .bind(id);
+            let moved = self.update_unsynced(q).await?;
             if moved {
                 self.announce_status(id, to);
             }
@@ -1046,21 +1057,14 @@ impl Store {
         } else {
             ""
         };
-        // SQLite: `synchronous = NORMAL` for this statement alone, in the same round trip
-        // to the connection's thread (sqlx binds `$n` across the statements of one query).
         let unsynced_sqlite = !synced && self.backend == Backend::Sqlite;
-        let (before, after) = if unsynced_sqlite {
-            (
-                "PRAGMA synchronous = NORMAL;\n",
-                " RETURNING id;\nPRAGMA synchronous = FULL;",
-            )
-        } else {
-            ("", "")
-        };
-        let sql = format!(
-            "{before}UPDATE executions SET status = $1, finished_at = $2, started_at = COALESCE(started_at, $3), exit_code = $4,
-             signal = $5, result = $6, stdout = $7, stderr = $8, error = $9{lazily} WHERE id = $10 AND status IN ({placeholders}){after}"
+        let mut sql = format!(
+            "UPDATE executions SET status = $1, finished_at = $2, started_at = COALESCE(started_at, $3), exit_code = $4,
+             signal = $5, result = $6, stdout = $7, stderr = $8, error = $9{lazily} WHERE id = $10 AND status IN ({placeholders})"
         );
+        if unsynced_sqlite {
+            sql = unsynced(&sql);
+        }
         let mut q = sqlx::query(sql_with_columns(sql))
             .bind(to.as_str())
             .bind(now())
@@ -1076,15 +1080,7 @@ impl Store {
             q = q.bind(st.as_str());
         }
         let done = if unsynced_sqlite {
-            let mut conn = self.pool.acquire().await?;
-            match q.fetch_all(&mut *conn).await {
-                Ok(rows) => rows.len() == 1,
-                Err(e) => {
-                    // Stopped before its last statement, perhaps.
-                    let _ = back_to_full(&mut conn).await;
-                    return Err(e.into());
-                }
-            }
+            self.update_unsynced(q).await?
         } else {
             q.execute(&self.pool).await?.rows_affected() == 1
         };

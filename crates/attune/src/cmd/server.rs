@@ -109,12 +109,12 @@ pub fn block_on(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Blocks of 64 KiB or more are mapped on their own and unmapped when freed, from the
-/// first one on. glibc would otherwise raise that threshold as large blocks are freed
-/// (up to 32 MiB) and keep what they freed in its arenas: a request with 64 MiB of
-/// parameters arrives in a thousand ~64 KiB pieces, and the server kept them resident
-/// long after (`attune bench --payload 64MiB`: peak RSS 3.3–4.4× the payload, 2.5× with
-/// this). Small executions allocate nothing that large on their path.
+/// Blocks of 256 KiB or more are mapped on their own and unmapped when freed, from the
+/// first one on. glibc would otherwise raise that threshold as large blocks are freed (up
+/// to 32 MiB) and keep freed blocks below it in its arenas, resident long after a large
+/// request (`attune bench --payload 64MiB`: peak RSS 3.3–4.4× the payload, 2.6× with
+/// this). The store's parameter chunks stay under it, so their buffers are reused; small
+/// executions allocate nothing that large on their path.
 fn return_large_blocks_to_the_system() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes the allocator's parameters; called before any thread.
