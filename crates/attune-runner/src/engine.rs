@@ -7,7 +7,7 @@ use crate::spawn::{self, ExitStatus, Request, SpawnSpec, StartFailure, Supervise
 use crate::workdir::{Workspace, WorkspaceError};
 use attune_core::format::FormatError;
 use attune_core::schema::Violations;
-use attune_core::{Action, Delivery, EnvVars, ExecutionStatus, Masker, RunnerType};
+use attune_core::{Action, Delivery, EnvVars, ExecutionStatus, Format, Masker, RunnerType};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -487,13 +487,24 @@ impl Runner {
         };
         let delivery_start = Instant::now();
         let parameters = std::mem::take(&mut job.parameters);
-        let doc = attune_core::format::serialize(&parameters, action.format).map_err(|source| {
-            RunError::Format {
-                action: action.action_ref.clone(),
-                source,
+        // A JSON file is written as it is serialised; any other document is made whole
+        // first, and the parameters dropped before it is delivered: a large document is
+        // never held twice while the action runs.
+        let streamed = action.delivery == Delivery::File && action.format == Format::Json;
+        let mut parameters = Some(parameters);
+        let doc = match (&parameters, streamed) {
+            (Some(p), false) => {
+                let doc = attune_core::format::serialize(p, action.format).map_err(|source| {
+                    RunError::Format {
+                        action: action.action_ref.clone(),
+                        source,
+                    }
+                })?;
+                parameters = None;
+                doc
             }
-        })?;
-        drop(parameters);
+            _ => Vec::new(),
+        };
         let (program, argv) = self.command(action)?;
         if let Some(user) = self.sandbox.run_as() {
             if let Some(path) = crate::sandbox::unreadable_by(&action.entry_path, user) {
@@ -505,11 +516,15 @@ impl Runner {
             }
         }
         let exec_dir = self.workspace.exec_dir(&job.execution_id)?;
-        let param_file = match action.delivery {
-            Delivery::File => {
-                Some(exec_dir.write_param_file(action.format.file_extension(), &doc)?)
+        let ext = action.format.file_extension();
+        let (param_file, parameter_bytes) = match (action.delivery, parameters.take()) {
+            (Delivery::File, Some(p)) => {
+                let (path, len) = exec_dir
+                    .write_param_file_with(ext, |w| attune_core::format::write_json_line(w, &p))?;
+                (Some(path), len as usize)
             }
-            Delivery::Stdin => None,
+            (Delivery::File, None) => (Some(exec_dir.write_param_file(ext, &doc)?), doc.len()),
+            (Delivery::Stdin, _) => (None, doc.len()),
         };
         let delivery_time = delivery_start.elapsed();
         let env = self.environment(job, exec_dir.path(), param_file.as_deref());
@@ -623,7 +638,7 @@ impl Runner {
             started_at,
             finished_at,
             duration,
-            parameter_bytes: doc.len(),
+            parameter_bytes,
             delivery_time,
             cleanup_ok,
         })

@@ -449,18 +449,34 @@ impl ExecDir {
 
     /// Writes the parameter document to `params.<ext>`: created with O_EXCL, mode 0400.
     pub fn write_param_file(&self, ext: &str, doc: &[u8]) -> Result<PathBuf, WorkspaceError> {
+        self.write_param_file_with(ext, |f| f.write_all(doc))
+            .map(|(path, _)| path)
+    }
+
+    /// Like [`ExecDir::write_param_file`], with the document written by `write` as it is
+    /// made, through a buffer of 64 KiB (longer pieces go to the file directly); also says
+    /// how many bytes it has.
+    pub fn write_param_file_with(
+        &self,
+        ext: &str,
+        write: impl FnOnce(&mut io::BufWriter<fs::File>) -> io::Result<()>,
+    ) -> Result<(PathBuf, u64), WorkspaceError> {
         let path = self.path.join(format!("params.{ext}"));
         self.written
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut f = fs::OpenOptions::new()
+        let f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o400)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&path)
             .map_err(io_err(&path))?;
-        f.write_all(doc).map_err(io_err(&path))?;
-        Ok(path)
+        let mut out = io::BufWriter::with_capacity(64 * 1024, f);
+        write(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(io_err(&path))?;
+        let len = out.get_ref().metadata().map_err(io_err(&path))?.len();
+        Ok((path, len))
     }
 
     /// Hands the directory and everything in it (the parameter file) to the user an action

@@ -669,10 +669,7 @@ impl Store {
         e: NewExecution,
         audit: Option<&AuditEntry>,
     ) -> Result<ExecutionRow> {
-        let parameters = attune_core::format::to_json_sized(
-            &e.parameters,
-            attune_core::format::map_json_len(&e.parameters),
-        );
+        let parameters = attune_core::format::map_to_json(&e.parameters);
         let parameters =
             String::from_utf8(parameters).map_err(|err| StoreError::Database(err.to_string()))?;
         let refs =
