@@ -554,7 +554,7 @@ async fn listen(app: Arc<App>, work: bool, status: bool) {
         if let Some(l) = listener.as_mut() {
             match l.next().await {
                 Ok(attune_store::Heard::Work) => app.wake.notify_one(),
-                Ok(attune_store::Heard::Status) => {}
+                Ok(attune_store::Heard::Status | attune_store::Heard::Tokens) => {}
                 // Loaded before the work that may follow it is claimed (same connection,
                 // commit order).
                 Ok(attune_store::Heard::Packs) => {

@@ -79,6 +79,59 @@ pub struct Store {
     url: Option<String>,
     /// Tells this process's waiters of status changes (see [`StatusChanges`]).
     announcer: std::sync::Arc<changes::Announcer>,
+    /// The tokens requests came with lately (see [`TokenCache`]).
+    tokens: std::sync::Arc<TokenCache>,
+}
+
+/// The unrevoked tokens this process looked up lately, by hash: every request carries
+/// one, and reading it from the database twice per execution was a tenth of the work of
+/// a trivial one. An entry is used for [`TOKEN_CACHE_TTL`] at most; a revocation empties
+/// the cache of the process that made it at once, and on PostgreSQL that of every API
+/// server, which hears it on [`TOKENS_CHANNEL`] (and empties its cache whenever its
+/// listener reconnects, as it may have missed one).
+#[derive(Debug, Default)]
+struct TokenCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (TokenRow, std::time::Instant)>>,
+}
+
+/// How long a looked-up token is trusted without reading it again: the bound on how long
+/// a token revoked by another process could still be used, should its announcement be
+/// missed (SQLite has no announcements: a token revoked by another process on the same
+/// file).
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+/// The most tokens kept: a request with an unknown token is never cached, so only
+/// stored tokens fill it.
+const TOKEN_CACHE_MAX: usize = 1024;
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<TokenRow> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < TOKEN_CACHE_TTL)
+            .map(|(row, _)| row.clone())
+    }
+
+    fn put(&self, hash: &str, row: &TokenRow) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= TOKEN_CACHE_MAX {
+            map.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+            if map.len() >= TOKEN_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(hash.to_string(), (row.clone(), std::time::Instant::now()));
+    }
+
+    fn touched(&self, id: i64, at: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for (row, _) in map.values_mut().filter(|(r, _)| r.id == id) {
+            row.last_used_at = Some(at.to_string());
+        }
+    }
+
+    fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 /// The PostgreSQL channel a new execution is announced on (a macro too, for the
@@ -94,6 +147,9 @@ const WORK_CHANNEL: &str = work_channel!();
 const STATUS_CHANNEL: &str = "attune_status";
 /// The PostgreSQL channel a registered, replaced or removed pack is announced on.
 const PACKS_CHANNEL: &str = "attune_packs";
+/// The PostgreSQL channel a token revocation is announced on: API servers forget the
+/// tokens they looked up.
+const TOKENS_CHANNEL: &str = "attune_tokens";
 
 /// What a [`Listener`] heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,12 +160,15 @@ pub enum Heard {
     Status,
     /// A pack was registered, replaced or removed.
     Packs,
+    /// A token was revoked (the tokens looked up are forgotten already).
+    Tokens,
 }
 
 /// Hears of new executions and status changes on PostgreSQL (LISTEN/NOTIFY).
 pub struct Listener {
     inner: sqlx::postgres::PgListener,
     announcer: std::sync::Arc<changes::Announcer>,
+    tokens: std::sync::Arc<TokenCache>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -134,6 +193,10 @@ impl Listener {
         }
         if n.channel() == PACKS_CHANNEL {
             return Ok(Heard::Packs);
+        }
+        if n.channel() == TOKENS_CHANNEL {
+            self.tokens.clear();
+            return Ok(Heard::Tokens);
         }
         Ok(Heard::Work)
     }
@@ -461,6 +524,7 @@ impl Store {
             backend: Backend::Sqlite,
             url: None,
             announcer: changes::Announcer::new(),
+            tokens: Default::default(),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -481,6 +545,7 @@ impl Store {
             backend: Backend::Postgres,
             url: Some(url.to_string()),
             announcer: changes::Announcer::new(),
+            tokens: Default::default(),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -503,14 +568,17 @@ impl Store {
             (work, WORK_CHANNEL),
             (work, PACKS_CHANNEL),
             (status, STATUS_CHANNEL),
+            (status, TOKENS_CHANNEL),
         ];
         l.listen_all(channels.iter().filter(|c| c.0).map(|c| c.1))
             .await?;
         // Whatever changed before it listened is looked at again.
         self.announcer.announce(ANY_EXECUTION);
+        self.tokens.clear();
         Ok(Some(Listener {
             inner: l,
             announcer: self.announcer.clone(),
+            tokens: self.tokens.clone(),
         }))
     }
 
@@ -1167,8 +1235,11 @@ impl Store {
         })
     }
 
-    /// The unrevoked token with this hash.
+    /// The unrevoked token with this hash (looked up lately, or read; see [`TokenCache`]).
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
+        if let Some(row) = self.tokens.get(hash) {
+            return Ok(Some(row));
+        }
         let row = sqlx::query(
             "SELECT id, name, role, created_at, last_used_at, revoked_at FROM tokens
              WHERE hash = $1 AND revoked_at IS NULL",
@@ -1176,7 +1247,11 @@ impl Store {
         .bind(hash)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(decode_token).transpose()
+        let token = row.as_ref().map(decode_token).transpose()?;
+        if let Some(t) = &token {
+            self.tokens.put(hash, t);
+        }
+        Ok(token)
     }
 
     /// Every token (revoked ones too), oldest first; never a token or its hash.
@@ -1196,11 +1271,13 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.tokens.touched(id, at);
         Ok(())
     }
 
     /// Revokes the unrevoked tokens named `name_or_id` (or with that id), with an audit
-    /// entry each; returns them. Refused at once: every request looks its token up.
+    /// entry each; returns them. Refused at once by this process, and on PostgreSQL by
+    /// every API server as soon as it hears of it (see [`TokenCache`]).
     pub async fn revoke_tokens(&self, name_or_id: &str, actor: &str) -> Result<Vec<TokenRow>> {
         let at = now();
         let id = name_or_id.parse::<i64>().ok();
@@ -1227,7 +1304,16 @@ impl Store {
             )
             .await?;
         }
+        if self.backend == Backend::Postgres && !tokens.is_empty() {
+            // Delivered with the commit: the other API servers forget their tokens.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(TOKENS_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
+        // Forgotten after the commit: a lookup in between would read it unrevoked still.
+        self.tokens.clear();
         Ok(tokens)
     }
 

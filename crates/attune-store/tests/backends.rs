@@ -514,3 +514,50 @@ async fn another_processes_status_changes_arrive_with_their_status() {
     assert_eq!(changes.changed(poll).await, attune_store::Change::Final);
     listening.abort();
 }
+
+/// PostgreSQL: a token revoked through another server is refused here as soon as the
+/// revocation is heard, though this server looked it up a moment before (and keeps the
+/// tokens it looked up for a second).
+#[tokio::test]
+async fn a_token_revoked_by_another_server_is_refused_once_heard() {
+    let pg = PgDatabase::new().await;
+    let here = Store::open(&pg.url).await.unwrap();
+    let there = Store::open(&pg.url).await.unwrap();
+    let mut listener = here.listener(false, true).await.unwrap().unwrap();
+    there
+        .insert_token("ci", "operator", "hash-r", "admin")
+        .await
+        .unwrap();
+    assert!(here.token_by_hash("hash-r").await.unwrap().is_some());
+    assert_eq!(there.revoke_tokens("ci", "admin").await.unwrap().len(), 1);
+    let wait = std::time::Duration::from_secs(5);
+    loop {
+        let heard = tokio::time::timeout(wait, listener.next())
+            .await
+            .expect("the revocation was not announced")
+            .unwrap();
+        if heard == attune_store::Heard::Tokens {
+            break;
+        }
+    }
+    assert!(here.token_by_hash("hash-r").await.unwrap().is_none());
+}
+
+/// SQLite: a token revoked by another process on the same file is refused here within a
+/// second (there is no announcement to hear; looked-up tokens are read again after 1 s).
+#[tokio::test]
+async fn a_token_revoked_by_another_process_on_the_file_is_refused_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attune.db");
+    let here = Store::open_sqlite(&file).await.unwrap();
+    let there = Store::open_sqlite(&file).await.unwrap();
+    here.insert_token("ci", "operator", "hash-r", "admin")
+        .await
+        .unwrap();
+    assert!(here.token_by_hash("hash-r").await.unwrap().is_some());
+    assert_eq!(there.revoke_tokens("ci", "admin").await.unwrap().len(), 1);
+    // Refused at once by the process that revoked it.
+    assert!(there.token_by_hash("hash-r").await.unwrap().is_none());
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(here.token_by_hash("hash-r").await.unwrap().is_none());
+}
