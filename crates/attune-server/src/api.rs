@@ -683,7 +683,9 @@ pub(crate) async fn get_execution(
     let n = parse_id(&id)?;
     let mut changes = app.store.status_changes(n);
     let deadline = tokio::time::Instant::now() + wait;
-    let mut heard = attune_store::Change::Unknown;
+    // What this process last heard of it (it stored it, or a change was announced): if
+    // that says it has not ended, its status is not read back before the wait.
+    let mut heard = changes.last_known();
     loop {
         use attune_store::Change;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -817,7 +819,7 @@ pub(crate) async fn submit(
 fn created_execution(app: &App, row: ExecutionRow) -> Response {
     let response = execution_response(StatusCode::CREATED, &row);
     drop(row);
-    app.wake.notify_one();
+    app.wake.work_arrived();
     response
 }
 

@@ -130,8 +130,8 @@ pub struct App {
     pub config: ServerConfig,
     /// What `GET /metrics` reports.
     pub metrics: metrics::Metrics,
-    /// Wakes an idle worker when work arrives.
-    pub wake: Notify,
+    /// Wakes an idle worker slot when work arrives.
+    pub wake: Wake,
     /// Wakes everything at shutdown.
     pub shutdown: Notify,
     shutting_down: AtomicBool,
@@ -362,7 +362,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         runner,
         config: config.clone(),
         metrics: metrics::Metrics::new(),
-        wake: Notify::new(),
+        wake: Wake::default(),
         shutdown: Notify::new(),
         shutting_down: AtomicBool::new(false),
         running: Mutex::new(HashMap::new()),
@@ -527,6 +527,50 @@ async fn stop_signal() {
     }
 }
 
+/// Wakes a worker slot when work arrives, if one is looking for work. A slot looks from
+/// before its claim until it has one: woken while it claims, it claims once more (the
+/// permit is kept); while every slot runs an execution, nothing is kept, since each claims
+/// as soon as its execution ends. Without that, every announcement to a busy process left
+/// a permit behind, and with it a claim that found nothing: on PostgreSQL, a round trip
+/// for each process and each execution.
+#[derive(Debug, Default)]
+pub struct Wake {
+    notify: Notify,
+    looking: std::sync::atomic::AtomicUsize,
+}
+
+impl Wake {
+    /// Work was stored: one slot looking for work is woken.
+    pub fn work_arrived(&self) {
+        // SeqCst with the increment in `looking`: either this sees the slot, or the slot's
+        // claim, which comes after its increment, comes after this and finds the work.
+        if self.looking.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_one();
+        }
+    }
+
+    /// A slot starts looking for work, until the guard is dropped.
+    pub fn looking(&self) -> Looking<'_> {
+        self.looking.fetch_add(1, Ordering::SeqCst);
+        Looking(self)
+    }
+
+    /// Resolves once work arrives (or arrived while this slot was claiming).
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// A worker slot looking for work (see [`Wake::looking`]).
+#[derive(Debug)]
+pub struct Looking<'a>(&'a Wake);
+
+impl Drop for Looking<'_> {
+    fn drop(&mut self) {
+        self.0.looking.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// On PostgreSQL, wakes this process's idle workers when any server stores an execution
 /// (`work`; their one-second poll is the fallback while the listener reconnects), loads
 /// packs registered or replaced through other servers, and
@@ -553,7 +597,7 @@ async fn listen(app: Arc<App>, work: bool, status: bool) {
         }
         if let Some(l) = listener.as_mut() {
             match l.next().await {
-                Ok(attune_store::Heard::Work) => app.wake.notify_one(),
+                Ok(attune_store::Heard::Work) => app.wake.work_arrived(),
                 Ok(attune_store::Heard::Status | attune_store::Heard::Tokens) => {}
                 // Loaded before the work that may follow it is claimed (same connection,
                 // commit order).
@@ -772,4 +816,35 @@ async fn load_packs(app: &Arc<App>, register_bundled: bool) -> Result<(), StartE
         load_pack_row(app, &row);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wake;
+    use std::time::Duration;
+
+    async fn woken(wake: &Wake) -> bool {
+        tokio::time::timeout(Duration::from_millis(100), wake.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn work_that_arrives_while_every_slot_runs_leaves_no_wake_up_behind() {
+        let wake = Wake::default();
+        wake.work_arrived();
+        let _looking = wake.looking();
+        assert!(!woken(&wake).await, "a stale wake-up was kept");
+    }
+
+    #[tokio::test]
+    async fn work_that_arrives_while_a_slot_claims_wakes_it_after_its_claim() {
+        let wake = Wake::default();
+        let looking = wake.looking();
+        // The slot is claiming (not waiting yet) when the work is announced.
+        wake.work_arrived();
+        assert!(woken(&wake).await, "the announcement was lost");
+        drop(looking);
+        assert!(!woken(&wake).await, "one announcement woke twice");
+    }
 }

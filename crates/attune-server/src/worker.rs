@@ -83,6 +83,7 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
         if app.is_shutting_down() {
             return;
         }
+        let looking = app.wake.looking();
         let claimed = app.store.claim_next_for(&process, takes_secrets).await;
         if outage && claimed.is_ok() {
             tracing::debug!("worker {name}: claiming again");
@@ -91,6 +92,7 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
         }
         match claimed {
             Ok(Some(exec)) => {
+                drop(looking);
                 let span = tracing::info_span!(
                     "execution",
                     id = exec.id,

@@ -23,7 +23,15 @@ struct Watched {
     by_id: HashMap<i64, Weak<watch::Sender<u64>>>,
     /// Entries of executions nobody watches any more are dropped when the map reaches this.
     sweep_at: usize,
+    /// What the latest announcement of each recent execution said, watched or not: a
+    /// waiter that starts watching it knows without reading it back. Emptied when many
+    /// changed at once ([`ANY_EXECUTION`]: also when announcements may have been missed)
+    /// and when it reaches [`KNOWN_MAX`].
+    known: HashMap<i64, Change>,
 }
+
+/// The most executions whose latest announcement is kept.
+const KNOWN_MAX: usize = 4096;
 
 impl Announcer {
     pub(crate) fn new() -> Arc<Announcer> {
@@ -31,6 +39,7 @@ impl Announcer {
             watched: Mutex::new(Watched {
                 by_id: HashMap::new(),
                 sweep_at: 1024,
+                known: HashMap::new(),
             }),
             any: watch::channel(0).0,
         })
@@ -53,18 +62,24 @@ impl Announcer {
 
     fn announce_as(&self, id: i64, change: Change) {
         if id == ANY_EXECUTION {
+            if let Ok(mut w) = self.watched.lock() {
+                w.known.clear();
+            }
             self.any.send_modify(|n| *n = n.wrapping_add(1));
             return;
         }
         let sender = match self.watched.lock() {
-            Ok(mut w) => match w.by_id.get(&id).map(Weak::upgrade) {
-                Some(Some(s)) => Some(s),
-                Some(None) => {
-                    w.by_id.remove(&id);
-                    None
+            Ok(mut w) => {
+                w.remember(id, change);
+                match w.by_id.get(&id).map(Weak::upgrade) {
+                    Some(Some(s)) => Some(s),
+                    Some(None) => {
+                        w.by_id.remove(&id);
+                        None
+                    }
+                    None => None,
                 }
-                None => None,
-            },
+            }
             Err(_) => None,
         };
         if let Some(s) = sender {
@@ -73,12 +88,14 @@ impl Announcer {
         }
     }
 
-    /// Starts watching execution `id`: changes announced from now on.
+    /// Starts watching execution `id`: changes announced from now on, and what the latest
+    /// announcement before said ([`StatusChanges::last_known`]). Both under one lock: an
+    /// announcement is either in what is known or wakes this waiter.
     pub(crate) fn watch(&self, id: i64) -> StatusChanges {
-        let sender = match self.watched.lock() {
+        match self.watched.lock() {
             Ok(mut w) => {
                 let existing = w.by_id.get(&id).and_then(Weak::upgrade);
-                match existing {
+                let sender = match existing {
                     Some(s) => s,
                     None => {
                         if w.by_id.len() >= w.sweep_at {
@@ -89,15 +106,42 @@ impl Announcer {
                         w.by_id.insert(id, Arc::downgrade(&s));
                         s
                     }
+                };
+                StatusChanges {
+                    one: sender.subscribe(),
+                    any: self.any.subscribe(),
+                    known: w.known.get(&id).copied().unwrap_or(Change::Unknown),
+                    _sender: sender,
                 }
             }
-            // A poisoned map: this waiter falls back on its poll.
-            Err(_) => Arc::new(watch::channel(0).0),
-        };
-        StatusChanges {
-            one: sender.subscribe(),
-            any: self.any.subscribe(),
-            _sender: sender,
+            // A poisoned map: this waiter reads the status and falls back on its poll.
+            Err(_) => {
+                let sender = Arc::new(watch::channel(0).0);
+                StatusChanges {
+                    one: sender.subscribe(),
+                    any: self.any.subscribe(),
+                    known: Change::Unknown,
+                    _sender: sender,
+                }
+            }
+        }
+    }
+}
+
+impl Watched {
+    fn remember(&mut self, id: i64, change: Change) {
+        if change == Change::Unknown {
+            self.known.remove(&id);
+            return;
+        }
+        if self.known.len() >= KNOWN_MAX && !self.known.contains_key(&id) {
+            self.known.clear();
+        }
+        // A final status never changes: an announcement of an earlier one that arrives
+        // late (another task's, or through the listener) does not undo it.
+        let known = self.known.entry(id).or_insert(change);
+        if *known != Change::Final {
+            *known = change;
         }
     }
 }
@@ -121,11 +165,19 @@ pub enum Change {
 pub struct StatusChanges {
     one: watch::Receiver<u64>,
     any: watch::Receiver<u64>,
+    known: Change,
     /// Keeps the execution's entry alive while this waits.
     _sender: Arc<watch::Sender<u64>>,
 }
 
 impl StatusChanges {
+    /// What the latest announcement before this was made said of the execution: whether
+    /// its status is final, or [`Change::Unknown`] (then read it). On PostgreSQL another
+    /// process's change may still be on its way: it wakes this waiter when it arrives.
+    pub fn last_known(&self) -> Change {
+        self.known
+    }
+
     /// Returns once the execution may have changed status since this was made or last
     /// returned, or after `poll` at the latest (a missed announcement, say while
     /// PostgreSQL's listener reconnects, then costs one `poll`). Made before the status is
@@ -182,5 +234,24 @@ mod tests {
         drop(w2);
         a.announce(7);
         assert!(a.watched.lock().unwrap().by_id.is_empty());
+        // What the latest announcement said is known to a waiter that starts watching.
+        a.announce_status(9, false);
+        assert_eq!(a.watch(9).last_known(), Change::NotFinal);
+        a.announce_status(9, true);
+        a.announce_status(9, false);
+        assert_eq!(
+            a.watch(9).last_known(),
+            Change::Final,
+            "a late announcement undid the end"
+        );
+        a.announce(10);
+        assert_eq!(a.watch(10).last_known(), Change::Unknown);
+        a.announce_status(11, false);
+        a.announce(ANY_EXECUTION);
+        assert_eq!(
+            a.watch(11).last_known(),
+            Change::Unknown,
+            "kept after many changed"
+        );
     }
 }

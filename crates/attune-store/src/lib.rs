@@ -769,19 +769,23 @@ impl Store {
                 )),
             }
         };
-        let stored = |id: i64| ExecutionRow {
-            id,
-            action_ref: e.action_ref,
-            status: ExecutionStatus::Requested,
-            parameters: e.parameters,
-            secrets: e.secrets,
-            secret_refs: e.secret_refs,
-            env_vars: e.env_vars,
-            timeout_secs: e.timeout_secs,
-            requested_by: e.requested_by,
-            rerun_of: e.rerun_of,
-            created_at,
-            ..ExecutionRow::default()
+        let stored = |id: i64| {
+            // Known here as not ended: a client waiting for it need not read it back.
+            self.announce_status(id, ExecutionStatus::Requested);
+            ExecutionRow {
+                id,
+                action_ref: e.action_ref,
+                status: ExecutionStatus::Requested,
+                parameters: e.parameters,
+                secrets: e.secrets,
+                secret_refs: e.secret_refs,
+                env_vars: e.env_vars,
+                timeout_secs: e.timeout_secs,
+                requested_by: e.requested_by,
+                rerun_of: e.rerun_of,
+                created_at,
+                ..ExecutionRow::default()
+            }
         };
         if at_once {
             let id = self
