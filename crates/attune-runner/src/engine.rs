@@ -490,21 +490,19 @@ impl Runner {
         // A JSON file is written as it is serialised; any other document is made whole
         // first, and the parameters dropped before it is delivered: a large document is
         // never held twice while the action runs.
-        let streamed = action.delivery == Delivery::File && action.format == Format::Json;
-        let mut parameters = Some(parameters);
-        let doc = match (&parameters, streamed) {
-            (Some(p), false) => {
-                let doc = attune_core::format::serialize(p, action.format).map_err(|source| {
-                    RunError::Format {
+        let (doc, streamed) =
+            if action.delivery == Delivery::File && action.format == Format::Json {
+                (Vec::new(), Some(parameters))
+            } else {
+                let doc = attune_core::format::serialize(&parameters, action.format).map_err(
+                    |source| RunError::Format {
                         action: action.action_ref.clone(),
                         source,
-                    }
-                })?;
-                parameters = None;
-                doc
-            }
-            _ => Vec::new(),
-        };
+                    },
+                )?;
+                drop(parameters);
+                (doc, None)
+            };
         let (program, argv) = self.command(action)?;
         if let Some(user) = self.sandbox.run_as() {
             if let Some(path) = crate::sandbox::unreadable_by(&action.entry_path, user) {
@@ -517,7 +515,7 @@ impl Runner {
         }
         let exec_dir = self.workspace.exec_dir(&job.execution_id)?;
         let ext = action.format.file_extension();
-        let (param_file, parameter_bytes) = match (action.delivery, parameters.take()) {
+        let (param_file, parameter_bytes) = match (action.delivery, streamed) {
             (Delivery::File, Some(p)) => {
                 let (path, len) = exec_dir
                     .write_param_file_with(ext, |w| attune_core::format::write_json_line(w, &p))?;
