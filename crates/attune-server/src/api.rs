@@ -732,8 +732,9 @@ pub fn sealed_problem(e: &SecretError) -> Problem {
 /// Validates a request, resolves its secrets from the store and stores the execution
 /// (secret values sealed, with an audit entry naming them) before answering.
 /// `also_secret`: parameters that were secret when first stored (a rerun's), kept sealed
-/// whatever the action says now. The caller answers and wakes a worker
-/// ([`created_execution`]).
+/// whatever the action says now. Also whether a worker was woken already (a small
+/// execution's is, as soon as it is committed). The caller answers and wakes a worker if
+/// none was ([`created_execution`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn submit(
     app: &Arc<App>,
@@ -744,7 +745,7 @@ pub(crate) async fn submit(
     timeout: Option<u64>,
     rerun_of: Option<i64>,
     also_secret: &[String],
-) -> Result<ExecutionRow, Problem> {
+) -> Result<(ExecutionRow, bool), Problem> {
     let action = app
         .catalog
         .action(action_ref)
@@ -795,9 +796,11 @@ pub(crate) async fn submit(
             }).collect::<Vec<_>>(),
         }),
     });
+    // A small execution can be claimed while its insert waits for the disk.
+    let woken = std::sync::atomic::AtomicBool::new(false);
     let row = app
         .store
-        .insert_execution(
+        .insert_execution_then(
             NewExecution {
                 action_ref: action.action_ref.clone(),
                 parameters: action.parameters.redact_owned(parameters, also_secret),
@@ -809,17 +812,24 @@ pub(crate) async fn submit(
                 secret_refs: resolved.refs,
             },
             audit.as_ref(),
+            || {
+                woken.store(true, std::sync::atomic::Ordering::Relaxed);
+                app.wake.work_arrived()
+            },
         )
         .await?;
-    Ok(row)
+    Ok((row, woken.into_inner()))
 }
 
-/// The 201 answer for a new execution; then a worker is woken. In that order, so that a
-/// large parameter document is not held by this request while a worker reads it again.
-fn created_execution(app: &App, row: ExecutionRow) -> Response {
+/// The 201 answer for a new execution; then a worker is woken, unless one was when it was
+/// committed (`woken`). In that order, so that a large parameter document is not held by
+/// this request while a worker reads it again.
+fn created_execution(app: &App, (row, woken): (ExecutionRow, bool)) -> Response {
     let response = execution_response(StatusCode::CREATED, &row);
     drop(row);
-    app.wake.work_arrived();
+    if !woken {
+        app.wake.work_arrived();
+    }
     response
 }
 
@@ -913,7 +923,7 @@ pub(crate) async fn create_execution(
         return Err(Problem::invalid("invalid execution request", errors));
     }
     let action_ref = action_ref.unwrap_or_default();
-    let row = submit(
+    let submitted = submit(
         &app,
         &caller.name,
         &action_ref,
@@ -924,7 +934,7 @@ pub(crate) async fn create_execution(
         &[],
     )
     .await?;
-    Ok(created_execution(&app, row))
+    Ok(created_execution(&app, submitted))
 }
 
 /// Cancels an execution: one not started ends `canceled` at once; a running one gets
@@ -1020,7 +1030,7 @@ pub(crate) async fn rerun_execution(
     }
     let env = EnvVars::new(exec.env_vars.clone())
         .map_err(|e| Problem::invalid(e.to_string(), vec![e.to_string()]))?;
-    let row = submit(
+    let submitted = submit(
         &app,
         &caller.name,
         &exec.action_ref,
@@ -1031,7 +1041,7 @@ pub(crate) async fn rerun_execution(
         &sealed_names,
     )
     .await?;
-    Ok(created_execution(&app, row))
+    Ok(created_execution(&app, submitted))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]

@@ -540,13 +540,15 @@ pub struct Wake {
 }
 
 impl Wake {
-    /// Work was stored: one slot looking for work is woken.
-    pub fn work_arrived(&self) {
+    /// Work was stored: one slot looking for work is woken. True if one was looking.
+    pub fn work_arrived(&self) -> bool {
         // SeqCst with the increment in `looking`: either this sees the slot, or the slot's
         // claim, which comes after its increment, comes after this and finds the work.
-        if self.looking.load(Ordering::SeqCst) > 0 {
+        let looking = self.looking.load(Ordering::SeqCst) > 0;
+        if looking {
             self.notify.notify_one();
         }
+        looking
     }
 
     /// A slot starts looking for work, until the guard is dropped.
@@ -597,7 +599,9 @@ async fn listen(app: Arc<App>, work: bool, status: bool) {
         }
         if let Some(l) = listener.as_mut() {
             match l.next().await {
-                Ok(attune_store::Heard::Work) => app.wake.work_arrived(),
+                Ok(attune_store::Heard::Work) => {
+                    app.wake.work_arrived();
+                }
                 Ok(attune_store::Heard::Status | attune_store::Heard::Tokens) => {}
                 // Loaded before the work that may follow it is claimed (same connection,
                 // commit order).

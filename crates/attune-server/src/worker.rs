@@ -5,7 +5,7 @@
 use crate::App;
 use attune_core::{EnvVars, ExecutionStatus};
 use attune_runner::{CancelToken, OutputSink, Stream};
-use attune_store::{ExecutionRow, Finish};
+use attune_store::{ExecutionRow, Finish, Unflushed};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,14 +84,17 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
             return;
         }
         let looking = app.wake.looking();
-        let claimed = app.store.claim_next_for(&process, takes_secrets).await;
+        let claimed = app
+            .store
+            .claim_next_unflushed(&process, takes_secrets)
+            .await;
         if outage && claimed.is_ok() {
             tracing::debug!("worker {name}: claiming again");
             outage = false;
             backoff.reset();
         }
         match claimed {
-            Ok(Some(exec)) => {
+            Ok(Some((exec, on_disk))) => {
                 drop(looking);
                 let span = tracing::info_span!(
                     "execution",
@@ -99,7 +102,7 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
                     action = %exec.action_ref,
                     worker = %name
                 );
-                tracing::Instrument::instrument(run_one(&app, &name, exec), span).await
+                tracing::Instrument::instrument(run_one(&app, &name, exec, on_disk), span).await
             }
             Ok(None) => {
                 tokio::select! {
@@ -225,7 +228,9 @@ pub fn stream_name(stream: Stream) -> &'static str {
     }
 }
 
-async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow) {
+/// Runs claimed execution `exec`, once its claim is on disk (`on_disk`): what can be
+/// prepared before is prepared while the disk works.
+async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow, on_disk: Unflushed) {
     use ExecutionStatus::*;
     let id = exec.id;
     let mut known = app.catalog.action(&exec.action_ref);
@@ -284,6 +289,19 @@ async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow) {
             app.running_remove(id);
             return;
         }
+    }
+    if let Err(e) = app.store.flushed(on_disk).await {
+        // Run now, it could run again after a crash of the machine: not at all instead.
+        tracing::error!("execution {id}: not started: {e}");
+        app.metrics.ended(&exec.action_ref, Failed);
+        let f = Finish {
+            error: Some(format!("not started: {e}")),
+            ..Finish::default()
+        };
+        record_outcome(app, id, &[Running, Canceling], Failed, &f).await;
+        running.log.finish();
+        app.running_remove(id);
+        return;
     }
     tracing::debug!("execution {id} started");
     let mut sink = LiveSink {

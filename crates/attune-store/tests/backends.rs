@@ -561,3 +561,35 @@ async fn a_token_revoked_by_another_process_on_the_file_is_refused_within_a_seco
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(here.token_by_hash("hash-r").await.unwrap().is_none());
 }
+
+/// SQLite: a new execution and a claim are on disk when the calls that promise it return:
+/// each waited for a flush of the WAL (the group commit), and a claim taken unflushed has
+/// not until the worker waits for it.
+#[tokio::test]
+async fn inserts_and_claims_wait_for_a_flush_of_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_sqlite(&dir.path().join("attune.db"))
+        .await
+        .unwrap();
+    let flushes = s.wal_flushes();
+    s.insert_execution(new_exec("core.echo"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.wal_flushes(),
+        flushes + 1,
+        "the insert waited for a flush"
+    );
+    s.insert_execution(new_exec("core.echo"), None)
+        .await
+        .unwrap();
+    assert!(s.claim_next("w1").await.unwrap().is_some());
+    assert_eq!(s.wal_flushes(), flushes + 3, "the claim waited for a flush");
+    let (_, on_disk) = s.claim_next_unflushed("w1", true).await.unwrap().unwrap();
+    assert_eq!(s.wal_flushes(), flushes + 3, "not yet");
+    s.flushed(on_disk).await.unwrap();
+    assert_eq!(s.wal_flushes(), flushes + 4);
+    // Nothing to claim: nothing to flush.
+    assert!(s.claim_next_unflushed("w1", true).await.unwrap().is_none());
+    assert_eq!(s.wal_flushes(), flushes + 4);
+}
