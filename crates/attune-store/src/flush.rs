@@ -168,13 +168,19 @@ impl State {
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn waiters_share_flushes_and_a_later_commit_gets_its_own() {
+    /// A database file and its WAL in a new directory, and their flusher.
+    fn scratch() -> (tempfile::TempDir, Arc<WalFlush>) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("x.db");
         std::fs::write(&db, b"db").unwrap();
         std::fs::write(dir.path().join("x.db-wal"), b"wal").unwrap();
         let f = Arc::new(WalFlush::new(&db));
+        (dir, f)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_share_flushes_and_a_later_commit_gets_its_own() {
+        let (_dir, f) = scratch();
 
         // One commit, one flush.
         f.flushed(f.committed()).await.unwrap();
@@ -210,11 +216,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_patient_commit_is_covered_by_the_next_ones_flush_or_flushes_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("x.db");
-        std::fs::write(&db, b"db").unwrap();
-        std::fs::write(dir.path().join("x.db-wal"), b"wal").unwrap();
-        let f = Arc::new(WalFlush::new(&db));
+        let (_dir, f) = scratch();
 
         // An insert, then the claim that follows it: the claim's flush covers both.
         let insert = f.committed();
