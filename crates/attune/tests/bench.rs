@@ -36,6 +36,17 @@ fn check(r: &serde_json::Value, n: u64) {
     }
     assert!(r["throughput_ratio"].as_f64().unwrap() > 0.0, "{r}");
     assert!(r["server_side"]["run_p50_ms"].as_i64().is_some(), "{r}");
+    // Where the CPU went, per execution: the scripts run directly, and the actions and the
+    // started processes (counted in clock ticks: 30 executions are well above one).
+    let cpu = &r["cpu_per_execution"];
+    for k in [
+        "direct_script_ms",
+        "attune_actions_ms",
+        "attune_server_ms",
+        "attune_client_ms",
+    ] {
+        assert!(cpu[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+    }
 }
 
 #[test]

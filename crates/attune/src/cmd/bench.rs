@@ -432,6 +432,50 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU time used so far, in ms: by this process (`RUSAGE_SELF`) or by its children it has
+/// reaped (`RUSAGE_CHILDREN`).
+fn rusage_ms(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage fills the zeroed struct, which outlives the call.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(who, &mut ru) != 0 {
+            return f64::NAN;
+        }
+        ru
+    };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(ru.ru_utime) + ms(ru.ru_stime)
+}
+
+/// CPU time used so far by process `pid`, in ms: its own (user + system), and that of the
+/// children it has reaped (for a server: the supervisors, and through them the actions).
+fn process_cpu_ms(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which ends at the last ')': state is the first,
+    // utime, stime, cutime and cstime the 12th to the 15th.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // SAFETY: sysconf has no memory effects.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ms = |i: usize| -> Option<f64> {
+        Some(fields.get(i)?.parse::<f64>().ok()? * 1e3 / tick.max(1) as f64)
+    };
+    Some((ms(11)? + ms(12)?, ms(13)? + ms(14)?))
+}
+
+/// The CPU time, in ms, of the started processes: their own, and their reaped children's.
+fn started_cpu_ms(started: &Started) -> Option<(f64, f64)> {
+    if started.0.is_empty() {
+        return None;
+    }
+    started.0.iter().try_fold((0.0, 0.0), |(own, kids), c| {
+        let (o, k) = process_cpu_ms(c.id())?;
+        Some((own + o, kids + k))
+    })
+}
+
 /// `attune run core.noop` against the server, `attune run --local core.noop`, and the floor
 /// of the latter (`attune-spawn-floor`: the same script and stdin, spawned by a minimal
 /// program), in turn.
@@ -558,11 +602,33 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         direct_spawn(&script_path, &doc, delivery, &dir);
         through_api(&client, &body);
     }
+    // CPU time of each phase: for the direct spawns, the scripts' (reaped children) and this
+    // process's (spawning them); for the API, the started processes' own and their
+    // actions', and this process's (the client).
+    let (self0, kids0) = (
+        rusage_ms(libc::RUSAGE_SELF),
+        rusage_ms(libc::RUSAGE_CHILDREN),
+    );
     let (direct, direct_wall) = on_threads(n, c, "direct spawn", || {
         direct_spawn(&script_path, &doc, delivery, &dir)
     });
+    let (self1, kids1) = (
+        rusage_ms(libc::RUSAGE_SELF),
+        rusage_ms(libc::RUSAGE_CHILDREN),
+    );
+    let server0 = started_cpu_ms(&started);
     let api_client = Arc::new(client.clone());
     let (api, api_wall) = on_threads(n, c, "attune", || through_api(&api_client, &body));
+    let self2 = rusage_ms(libc::RUSAGE_SELF);
+    let server1 = started_cpu_ms(&started);
+    let per = |ms: f64| ms / n.max(1) as f64;
+    let cpu = json!({
+        "direct_script_ms": per(kids1 - kids0),
+        "direct_spawner_ms": per(self1 - self0),
+        "attune_actions_ms": server0.zip(server1).map(|(a, b)| per(b.1 - a.1)),
+        "attune_server_ms": server0.zip(server1).map(|(a, b)| per(b.0 - a.0)),
+        "attune_client_ms": per(self2 - self1),
+    });
     let cli = match args.cli_runs {
         0 => Value::Null,
         k => cli_runs(k, &url, &token, &dir)?,
@@ -601,6 +667,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         "server_peak_rss_mib": server_rss,
         "server_peak_rss_to_document": server_rss.map(|m| m * 1048576.0 / doc.len().max(1) as f64),
         "delivery_ratio": if args.payload > 0 { delivery_ratio(&server_side, &d) } else { Value::Null },
+        "cpu_per_execution": cpu,
         "cli": cli,
     });
     if args.output != OutputFormat::Table {
@@ -671,6 +738,25 @@ fn print_report(r: &Value) {
         s["run_p50_ms"],
         s["finish_to_client_p50_ms"]
     );
+    let cpu = &r["cpu_per_execution"];
+    if !cpu["attune_server_ms"].is_null() {
+        let server = match r["server"].as_str() {
+            Some(s) if s.starts_with("PostgreSQL") => {
+                "server and workers (PostgreSQL's not counted)"
+            }
+            _ => "server",
+        };
+        println!(
+            "CPU per execution: direct spawn {} ms (script {} + spawner {}); attune {} ms (actions {} + {server} {} + client {})",
+            f(&json!(cpu["direct_script_ms"].as_f64().unwrap_or(f64::NAN) + cpu["direct_spawner_ms"].as_f64().unwrap_or(f64::NAN))),
+            f(&cpu["direct_script_ms"]),
+            f(&cpu["direct_spawner_ms"]),
+            f(&json!(cpu["attune_actions_ms"].as_f64().unwrap_or(f64::NAN) + cpu["attune_server_ms"].as_f64().unwrap_or(f64::NAN) + cpu["attune_client_ms"].as_f64().unwrap_or(f64::NAN))),
+            f(&cpu["attune_actions_ms"]),
+            f(&cpu["attune_server_ms"]),
+            f(&cpu["attune_client_ms"]),
+        );
+    }
     if let Some(rss) = r["server_peak_rss_mib"].as_f64() {
         match r["document_bytes"].as_u64() {
             Some(b) if b >= 1 << 20 => println!(
