@@ -244,6 +244,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_flush_fails_every_later_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let wal = dir.path().join("x.db-wal");
+        std::fs::write(&db, b"db").unwrap();
+        // fdatasync of a character device fails (EINVAL).
+        std::os::unix::fs::symlink("/dev/null", &wal).unwrap();
+        let f = WalFlush::new(&db);
+        let first = f.flushed(f.committed()).await.unwrap_err().to_string();
+        assert!(
+            first.contains("cannot flush") && first.contains("x.db-wal"),
+            "{first}"
+        );
+        // A good WAL again: what the kernel dropped is not back, so it still fails.
+        std::fs::remove_file(&wal).unwrap();
+        std::fs::write(&wal, b"wal").unwrap();
+        let later = f.flushed(f.committed()).await.unwrap_err().to_string();
+        assert_eq!(later, first);
+        assert_eq!(f.flushes(), 1, "no flush is trusted after a failed one");
+    }
+
+    #[tokio::test]
     async fn a_replaced_or_removed_wal_is_followed() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("x.db");

@@ -930,8 +930,9 @@ impl Store {
     /// [`INSERT_EXECUTION_AT_ONCE_POSTGRES`], its nine values bound). Each statement sent
     /// alone is a round trip (on SQLite, between threads), and four or five of them cost
     /// more than the statements themselves. `fetch_all` steps all of them, the commit
-    /// included, before it returns (SQLite's is not flushed: the caller waits for that). Should any fail, the connection is closed,
-    /// which rolls back whatever a transaction it left open holds.
+    /// included, before it returns (SQLite's is not flushed: the caller waits for that).
+    /// Should any fail, the connection is closed, which rolls back whatever a transaction
+    /// it left open holds.
     async fn insert_in_one_round_trip<'q>(
         &self,
         q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,

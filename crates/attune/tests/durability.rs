@@ -276,3 +276,80 @@ fn a_second_server_on_the_same_data_dir_refuses_and_abandons_nothing() {
     );
     assert_eq!(s.wait_final(id, 20)["status"], "succeeded");
 }
+
+/// When the disk cannot be flushed, nothing is acknowledged and nothing runs. The WAL's
+/// path is made to name a device that cannot be synced, as a failing disk answers (SQLite
+/// keeps writing the file it has open): a new execution gets a 503 instead of a 201, the
+/// worker that claims it does not start it, and every later one is refused as well. After
+/// a restart on the intact WAL, the record says why it did not run.
+#[test]
+fn when_the_wal_cannot_be_flushed_nothing_is_acknowledged_and_nothing_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = shared_tempdir();
+    let marker = shared.path().join("ran");
+    let pack = one_action_pack(
+        shared.path(),
+        "flushp",
+        "touch",
+        "runner_type: shell\n",
+        "touch.sh",
+        &format!("#!/bin/bash\ntouch {}\n", marker.display()),
+    );
+    let script = pack.join("actions/touch.sh");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut s = TestServer::start(&["--workers", "1"]);
+    assert_eq!(s.register(&pack).0, 201);
+    let ok = s.submit(&json!({"action_ref": "flushp.touch"}));
+    assert_eq!(s.wait_final(ok, 30)["status"], "succeeded");
+    std::fs::remove_file(&marker).unwrap();
+
+    let wal = s.data.join("attune.db-wal");
+    let real = s.data.join("attune.db-wal.real");
+    std::fs::rename(&wal, &real).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &wal).unwrap();
+    for _ in 0..2 {
+        let (st, v) = s.admin(
+            "POST",
+            "/api/v1/executions",
+            Some(&json!({"action_ref": "flushp.touch"})),
+        );
+        assert_eq!(st, 503, "{v}");
+    }
+    // The worker claimed them (committed, not flushed) and refused to start them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.log().matches("not started: ").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not refuse: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A crash, and the disk works again: the records are there, and say why.
+    s.signal(libc::SIGKILL);
+    let _ = s.child.take().unwrap().wait();
+    let keep = s.tmp_dir.take();
+    std::fs::remove_file(&wal).unwrap();
+    std::fs::rename(&real, &wal).unwrap();
+    let s = TestServer::start_in(&s.data, &["--workers", "1"]);
+    let refused: Vec<_> = s
+        .all_executions("action_ref=flushp.touch")
+        .into_iter()
+        .filter(|e| e["id"].as_i64() != Some(ok))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for e in &refused {
+        assert_eq!(e["status"], "failed", "{e}");
+        let error = e["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("not started: ") && error.contains("cannot flush"),
+            "{error}"
+        );
+    }
+    assert!(
+        !marker.exists(),
+        "an execution ran although its claim was not on disk"
+    );
+    drop(keep);
+}
