@@ -796,7 +796,14 @@ pub(crate) async fn submit(
             }).collect::<Vec<_>>(),
         }),
     });
-    // A small execution can be claimed while its insert waits for the disk.
+    // PostgreSQL: announced to one worker process (see `WorkTargets`).
+    let postgres = app.store.backend() == attune_store::Backend::Postgres;
+    let work_for = match postgres {
+        true => app.targets.pick(&app.store, sealed.is_some()).await,
+        false => None,
+    };
+    // SQLite: a small execution can be claimed while its insert waits for the disk.
+    // PostgreSQL: the workers hear of it at its commit, this process's too.
     let woken = std::sync::atomic::AtomicBool::new(false);
     let row = app
         .store
@@ -812,12 +819,27 @@ pub(crate) async fn submit(
                 secret_refs: resolved.refs,
             },
             audit.as_ref(),
+            work_for.as_deref(),
             || {
                 woken.store(true, std::sync::atomic::Ordering::Relaxed);
-                app.wake.work_arrived()
+                !postgres && app.wake.work_arrived()
             },
         )
         .await?;
+    if work_for.is_some() {
+        // Announced to one process: to all if it has not claimed it soon.
+        let mut changes = app.store.status_changes(row.id);
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            use attune_store::Change;
+            let change = changes.changed(crate::UNCLAIMED_AFTER).await;
+            if !matches!(change, Change::NotFinal | Change::Final) {
+                if let Err(e) = store.announce_work().await {
+                    tracing::debug!("cannot announce work to every worker: {e}");
+                }
+            }
+        });
+    }
     Ok((row, woken.into_inner()))
 }
 

@@ -132,6 +132,8 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// Wakes an idle worker slot when work arrives.
     pub wake: Wake,
+    /// On PostgreSQL, which worker process a new execution is announced to.
+    pub targets: WorkTargets,
     /// Wakes everything at shutdown.
     pub shutdown: Notify,
     shutting_down: AtomicBool,
@@ -363,6 +365,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         config: config.clone(),
         metrics: metrics::Metrics::new(),
         wake: Wake::default(),
+        targets: WorkTargets::default(),
         shutdown: Notify::new(),
         shutting_down: AtomicBool::new(false),
         running: Mutex::new(HashMap::new()),
@@ -401,6 +404,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         app.clone(),
         workers_wanted > 0,
         role == Role::Server,
+        worker_name.clone(),
     ));
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..workers_wanted {
@@ -563,6 +567,63 @@ impl Wake {
     }
 }
 
+/// On PostgreSQL, which worker process a new execution is announced to: the live ones in
+/// turn (those that hold the key, for an execution with secrets), read from the workers
+/// table at most once a second. Announced to every process, each would wake a slot that
+/// claims, and all but one claim would find nothing: with N processes, N−1 round trips
+/// per execution. The process named claims it if one of its slots looks for work, else
+/// announces it to all ([`listen`]); and if nobody has claimed it after
+/// [`UNCLAIMED_AFTER`] (the process died, say), the API server announces it to all.
+#[derive(Debug, Default)]
+pub struct WorkTargets {
+    live: Mutex<LiveWorkers>,
+    turn: std::sync::atomic::AtomicUsize,
+}
+
+/// When the live worker processes were read, and their names with whether each holds the
+/// key.
+type LiveWorkers = (Option<std::time::Instant>, Vec<(String, bool)>);
+
+/// How long a new execution announced to one worker process may stay unclaimed before it
+/// is announced to all.
+pub const UNCLAIMED_AFTER: Duration = Duration::from_millis(50);
+
+impl WorkTargets {
+    /// The worker process to announce a new execution to (`needs_key`: it has secrets);
+    /// None to announce it to all (none known live).
+    pub async fn pick(&self, store: &attune_store::Store, needs_key: bool) -> Option<String> {
+        let stale = {
+            let g = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            g.0.is_none_or(|at| at.elapsed() > Duration::from_secs(1))
+        };
+        if stale {
+            // Live: a heartbeat within two of them, and not stopped.
+            let fresh = (2 * HEARTBEAT).as_secs() + 1;
+            let live = match store.list_workers(fresh).await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .filter(|w| w.state == "live")
+                    .map(|w| (w.name, w.holds_key))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
+                (Some(std::time::Instant::now()), live);
+        }
+        let g = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let able: Vec<&String> =
+            g.1.iter()
+                .filter(|(_, key)| *key || !needs_key)
+                .map(|(n, _)| n)
+                .collect();
+        if able.is_empty() {
+            return None;
+        }
+        let i = self.turn.fetch_add(1, Ordering::Relaxed) % able.len();
+        Some(able[i].clone())
+    }
+}
+
 /// A worker slot looking for work (see [`Wake::looking`]).
 #[derive(Debug)]
 pub struct Looking<'a>(&'a Wake);
@@ -574,10 +635,12 @@ impl Drop for Looking<'_> {
 }
 
 /// On PostgreSQL, wakes this process's idle workers when any server stores an execution
-/// (`work`; their one-second poll is the fallback while the listener reconnects), loads
-/// packs registered or replaced through other servers, and
-/// passes status changes on to the clients waiting for them (`status`). Nothing on SQLite.
-async fn listen(app: Arc<App>, work: bool, status: bool) {
+/// for any worker process or for this one, `name` (`work`; their one-second poll is the
+/// fallback while the listener reconnects), loads packs registered or replaced through
+/// other servers, and passes status changes on to the clients waiting for them
+/// (`status`). Nothing on SQLite. An execution announced to this process while none of its
+/// workers looks for work is announced again to all.
+async fn listen(app: Arc<App>, work: bool, status: bool, name: String) {
     if !work && !status {
         return;
     }
@@ -599,8 +662,15 @@ async fn listen(app: Arc<App>, work: bool, status: bool) {
         }
         if let Some(l) = listener.as_mut() {
             match l.next().await {
-                Ok(attune_store::Heard::Work) => {
+                Ok(attune_store::Heard::Work(None)) => {
                     app.wake.work_arrived();
+                }
+                Ok(attune_store::Heard::Work(Some(to))) => {
+                    if to == name && !app.wake.work_arrived() {
+                        if let Err(e) = app.store.announce_work().await {
+                            tracing::debug!("cannot pass work on to the other workers: {e}");
+                        }
+                    }
                 }
                 Ok(attune_store::Heard::Status | attune_store::Heard::Tokens) => {}
                 // Loaded before the work that may follow it is claimed (same connection,

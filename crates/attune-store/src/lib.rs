@@ -161,10 +161,10 @@ const PACKS_CHANNEL: &str = "attune_packs";
 const TOKENS_CHANNEL: &str = "attune_tokens";
 
 /// What a [`Listener`] heard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
-    /// A new execution was stored.
-    Work,
+    /// A new execution was stored: for the worker process named, or (`None`) for any.
+    Work(Option<String>),
     /// An execution changed status (already announced to this process's waiters).
     Status,
     /// A pack was registered, replaced or removed.
@@ -207,7 +207,10 @@ impl Listener {
             self.tokens.clear();
             return Ok(Heard::Tokens);
         }
-        Ok(Heard::Work)
+        let payload = n.payload();
+        Ok(Heard::Work(
+            (!payload.is_empty()).then(|| payload.to_string()),
+        ))
     }
 }
 /// A status announcement's payload: `<id> <status>` (migration 0009), or `<id>` alone
@@ -354,7 +357,7 @@ const INSERT_EXECUTION_AT_ONCE_POSTGRES: &str = concat!(
     "), p AS (INSERT INTO execution_parameters (execution_id, parameters) SELECT id, $9 FROM e)
      SELECT id, pg_notify('",
     work_channel!(),
-    "', '') IS NULL AS told FROM e"
+    "', $10) IS NULL AS told FROM e"
 );
 
 /// A query built only from constants of this file (column lists, `?` placeholders), never
@@ -739,6 +742,18 @@ impl Store {
         Ok(())
     }
 
+    /// On PostgreSQL, tells every worker process that work is waiting: for an execution
+    /// announced to one process that could not take it at once.
+    pub async fn announce_work(&self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WORK_CHANNEL)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// On PostgreSQL, tells the workers of other processes that the packs changed, so they
     /// load them before they claim an execution of them. Best effort, after the commit:
     /// their heartbeat, and a claim of an action they do not know, load them anyway.
@@ -791,7 +806,7 @@ impl Store {
         e: NewExecution,
         audit: Option<&AuditEntry>,
     ) -> Result<ExecutionRow> {
-        self.insert_execution_then(e, audit, || false).await
+        self.insert_execution_then(e, audit, None, || false).await
     }
 
     /// [`Store::insert_execution`], calling `committed` as soon as the execution can be
@@ -802,10 +817,14 @@ impl Store {
     /// `committed` says whether it woke a worker of this process that was waiting for
     /// work. Its claim commits next and waits for the disk too, so the insert leaves the
     /// flush to it for up to [`CLAIM_PATIENCE`]: one flush instead of two in a row.
+    ///
+    /// PostgreSQL: the workers are told at the commit; `work_for`, if given, names the
+    /// worker process that should claim it (the others leave it; see [`Heard::Work`]).
     pub async fn insert_execution_then(
         &self,
         e: NewExecution,
         audit: Option<&AuditEntry>,
+        work_for: Option<&str>,
         committed: impl FnOnce() -> bool,
     ) -> Result<ExecutionRow> {
         let parameters = attune_core::format::map_to_json(&e.parameters);
@@ -859,9 +878,11 @@ impl Store {
             }
         };
         if at_once {
-            let id = self
-                .insert_in_one_round_trip(q.bind(parameters.as_str()))
-                .await?;
+            let mut q = q.bind(parameters.as_str());
+            if self.backend == Backend::Postgres {
+                q = q.bind(work_for.unwrap_or(""));
+            }
+            let id = self.insert_in_one_round_trip(q).await?;
             let on_disk = self.committed();
             let row = stored(id);
             let claimed_next = committed();
@@ -916,8 +937,9 @@ impl Store {
         }
         if self.backend == Backend::Postgres {
             // Delivered at COMMIT: a worker woken by it finds the row.
-            sqlx::query("SELECT pg_notify($1, '')")
+            sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(WORK_CHANNEL)
+                .bind(work_for.unwrap_or(""))
                 .execute(&mut *tx)
                 .await?;
         }

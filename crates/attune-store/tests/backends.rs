@@ -482,8 +482,26 @@ async fn inserts_wake_listening_workers(s: &Store) {
             .await
             .unwrap_or_else(|_| panic!("no work announced (size {size}, audit {audited})"))
             .unwrap();
-        assert_eq!(heard, attune_store::Heard::Work);
+        assert_eq!(heard, attune_store::Heard::Work(None));
+        // The same, announced to one worker process: the workers hear which.
+        let mut e = new_exec("core.echo");
+        e.parameters.insert("blob".into(), json!("x".repeat(size)));
+        s.insert_execution_then(e, audited.then_some(&audit), Some("w-7"), || false)
+            .await
+            .unwrap();
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(5), l.next())
+            .await
+            .unwrap_or_else(|_| panic!("no work announced to w-7 (size {size}, audit {audited})"))
+            .unwrap();
+        assert_eq!(heard, attune_store::Heard::Work(Some("w-7".into())));
     }
+    // Passed on to all.
+    s.announce_work().await.unwrap();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), l.next())
+        .await
+        .expect("no work announced to all")
+        .unwrap();
+    assert_eq!(heard, attune_store::Heard::Work(None));
 }
 
 #[tokio::test]

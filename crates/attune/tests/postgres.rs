@@ -542,3 +542,53 @@ fn a_server_restart_leaves_remote_work_alone_and_sigterm_drains_a_worker() {
     assert!(workers_by_state(&s).contains(&("wt".into(), "stopped".into())));
     drop(keep);
 }
+
+/// A new execution is announced to one worker process at a time (the others are spared
+/// a claim that finds nothing); one announced to a process whose slots are all busy is
+/// passed on to the others at once, and run by an idle one without waiting for its poll.
+#[test]
+fn work_announced_to_a_busy_worker_is_run_by_an_idle_one_at_once() {
+    let (pg, s, tmp) = api_server_with_marker_pack();
+    let mark = tmp.path().join("marks.txt");
+    let run = |pause: u32| {
+        let (st, v) = s.admin(
+            "POST",
+            "/api/v1/executions",
+            Some(&serde_json::json!({"action_ref": "mark.mark", "parameters": {"pause": pause}, "env_vars": {"MARK": mark.to_str().unwrap()}})),
+        );
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    };
+    // One slot of one process busy for the whole test.
+    let _busy = Worker::start(&pg, "wbusy", 1);
+    wait_for("the first worker live", 30, || {
+        workers_by_state(&s).iter().any(|(_, st)| st == "live")
+    });
+    let long = run(120);
+    s.wait_status(long, "running");
+    let _idle = Worker::start(&pg, "widle", 1);
+    wait_for("both workers live", 30, || {
+        workers_by_state(&s)
+            .iter()
+            .filter(|(_, st)| st == "live")
+            .count()
+            == 2
+    });
+    // The API server reads the live workers at most once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // In turn, about half are announced to the busy process.
+    let mut waits = Vec::new();
+    for _ in 0..12 {
+        let id = run(0);
+        let e = s.wait_final(id, 30);
+        assert_eq!(e["status"], "succeeded", "{e}");
+        assert_eq!(e["worker"], "widle", "{e}");
+        let ms =
+            |k: &str| attune_core::execution::parse_rfc3339_ms(e[k].as_str().unwrap()).unwrap();
+        waits.push(ms("started_at") - ms("created_at"));
+    }
+    // Without passing them on, those would wait for the idle worker's one-second poll.
+    let slow = waits.iter().filter(|w| **w >= 400).count();
+    assert!(slow <= 1, "waits before start (ms): {waits:?}");
+    assert!(marks(&mark).values().all(|n| *n == 1));
+}
