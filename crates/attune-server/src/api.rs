@@ -732,9 +732,10 @@ pub fn sealed_problem(e: &SecretError) -> Problem {
 /// Validates a request, resolves its secrets from the store and stores the execution
 /// (secret values sealed, with an audit entry naming them) before answering.
 /// `also_secret`: parameters that were secret when first stored (a rerun's), kept sealed
-/// whatever the action says now. Also whether a worker was woken already (a small
-/// execution's is, as soon as it is committed). The caller answers and wakes a worker if
-/// none was ([`created_execution`]).
+/// whatever the action says now. Also whether this process's workers need no waking
+/// any more: on SQLite a small execution's are woken as soon as it is committed, and on
+/// PostgreSQL the announcement at the commit wakes them. The caller answers and wakes a
+/// worker otherwise ([`created_execution`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn submit(
     app: &Arc<App>,
@@ -803,8 +804,9 @@ pub(crate) async fn submit(
         false => None,
     };
     // SQLite: a small execution can be claimed while its insert waits for the disk.
-    // PostgreSQL: the workers hear of it at its commit, this process's too.
-    let woken = std::sync::atomic::AtomicBool::new(false);
+    // PostgreSQL: the workers hear of it at its commit, this process's too: it is never
+    // woken here.
+    let woken = std::sync::atomic::AtomicBool::new(postgres);
     let row = app
         .store
         .insert_execution_then(
@@ -821,8 +823,11 @@ pub(crate) async fn submit(
             audit.as_ref(),
             work_for.as_deref(),
             || {
+                if postgres {
+                    return false;
+                }
                 woken.store(true, std::sync::atomic::Ordering::Relaxed);
-                !postgres && app.wake.work_arrived()
+                app.wake.work_arrived()
             },
         )
         .await?;

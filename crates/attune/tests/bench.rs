@@ -40,6 +40,8 @@ fn check(r: &serde_json::Value, n: u64) {
     // started processes (counted in clock ticks: 30 executions are well above one).
     let cpu = &r["cpu_per_execution"];
     for k in [
+        "direct_ms",
+        "attune_ms",
         "direct_script_ms",
         "attune_actions_ms",
         "attune_server_ms",

@@ -622,12 +622,18 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
     let self2 = rusage_ms(libc::RUSAGE_SELF);
     let server1 = started_cpu_ms(&started);
     let per = |ms: f64| ms / n.max(1) as f64;
+    let (script, spawner, client) = (per(kids1 - kids0), per(self1 - self0), per(self2 - self1));
+    let by_started = server0
+        .zip(server1)
+        .map(|(a, b)| (per(b.1 - a.1), per(b.0 - a.0)));
     let cpu = json!({
-        "direct_script_ms": per(kids1 - kids0),
-        "direct_spawner_ms": per(self1 - self0),
-        "attune_actions_ms": server0.zip(server1).map(|(a, b)| per(b.1 - a.1)),
-        "attune_server_ms": server0.zip(server1).map(|(a, b)| per(b.0 - a.0)),
-        "attune_client_ms": per(self2 - self1),
+        "direct_ms": script + spawner,
+        "direct_script_ms": script,
+        "direct_spawner_ms": spawner,
+        "attune_ms": by_started.map(|(actions, server)| actions + server + client),
+        "attune_actions_ms": by_started.map(|(actions, _)| actions),
+        "attune_server_ms": by_started.map(|(_, server)| server),
+        "attune_client_ms": client,
     });
     let cli = match args.cli_runs {
         0 => Value::Null,
@@ -748,10 +754,10 @@ fn print_report(r: &Value) {
         };
         println!(
             "CPU per execution: direct spawn {} ms (script {} + spawner {}); attune {} ms (actions {} + {server} {} + client {})",
-            f(&json!(cpu["direct_script_ms"].as_f64().unwrap_or(f64::NAN) + cpu["direct_spawner_ms"].as_f64().unwrap_or(f64::NAN))),
+            f(&cpu["direct_ms"]),
             f(&cpu["direct_script_ms"]),
             f(&cpu["direct_spawner_ms"]),
-            f(&json!(cpu["attune_actions_ms"].as_f64().unwrap_or(f64::NAN) + cpu["attune_server_ms"].as_f64().unwrap_or(f64::NAN) + cpu["attune_client_ms"].as_f64().unwrap_or(f64::NAN))),
+            f(&cpu["attune_ms"]),
             f(&cpu["attune_actions_ms"]),
             f(&cpu["attune_server_ms"]),
             f(&cpu["attune_client_ms"]),
