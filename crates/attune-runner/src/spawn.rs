@@ -33,7 +33,7 @@ use std::ffi::{c_void, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 #[cfg(not(all(
     target_os = "linux",
@@ -835,8 +835,31 @@ struct Stack {
     len: usize,
 }
 
+/// The stacks of reaped children (base address and length of each mapping), kept for the
+/// next executions: mapping two stacks and unmapping them again for every execution costs
+/// a TLB shootdown across the worker's threads each time.
+static FREE_STACKS: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+/// How many free stacks are kept at most (2 per execution; more are unmapped).
+const KEPT_STACKS: usize = 128;
+
 impl Stack {
     const GUARD: usize = 4096;
+
+    /// A free stack of `len` usable bytes, else a new one.
+    fn take(len: usize) -> io::Result<Stack> {
+        let kept = FREE_STACKS.lock().ok().and_then(|mut free| {
+            let i = free.iter().position(|&(_, l)| l == len + Stack::GUARD)?;
+            Some(free.swap_remove(i))
+        });
+        match kept {
+            Some((base, len)) => Ok(Stack {
+                base: base as *mut c_void,
+                len,
+            }),
+            None => Stack::new(len),
+        }
+    }
 
     fn new(len: usize) -> io::Result<Stack> {
         const GUARD: usize = Stack::GUARD;
@@ -877,7 +900,15 @@ impl Stack {
 }
 
 impl Drop for Stack {
+    /// Runs once nothing runs on the stack (its child was reaped): kept for another
+    /// child, or unmapped.
     fn drop(&mut self) {
+        if let Ok(mut free) = FREE_STACKS.lock() {
+            if free.len() < KEPT_STACKS {
+                free.push((self.base as usize, self.len));
+                return;
+            }
+        }
         // SAFETY: unmapping our own mapping once nothing runs on it.
         unsafe {
             libc::munmap(self.base, self.len);
@@ -992,7 +1023,7 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let stacks = [Stack::new(64 * 1024)?, Stack::new(64 * 1024)?];
+    let stacks = [Stack::take(64 * 1024)?, Stack::take(64 * 1024)?];
     let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, |f| f.as_raw_fd());
     let c = &spec.confinement;
     let args = Box::new(ChildArgs {
