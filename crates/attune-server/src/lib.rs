@@ -137,9 +137,58 @@ pub struct App {
     /// Wakes everything at shutdown.
     pub shutdown: Notify,
     shutting_down: AtomicBool,
-    running: Mutex<HashMap<i64, RunningExec>>,
+    running: Mutex<Running>,
     /// The web console's sessions.
     pub console: console::Sessions,
+}
+
+/// The executions this process's workers are running, and the cancels that found none
+/// of them: a claim starts an execution, so a cancel can come between the claim and the
+/// worker registering it here.
+#[derive(Debug, Default)]
+struct Running {
+    map: HashMap<i64, RunningExec>,
+    unmatched: std::collections::VecDeque<(i64, std::time::Instant)>,
+}
+
+impl Running {
+    /// How long an unmatched cancel is kept: far longer than a claim takes to register.
+    const UNMATCHED_FOR: Duration = Duration::from_secs(10);
+
+    fn remember_unmatched(&mut self, id: i64) {
+        let now = std::time::Instant::now();
+        while let Some((_, at)) = self.unmatched.front() {
+            if now.duration_since(*at) < Self::UNMATCHED_FOR && self.unmatched.len() < 4096 {
+                break;
+            }
+            self.unmatched.pop_front();
+        }
+        self.unmatched.push_back((id, now));
+    }
+
+    fn insert(&mut self, id: i64, r: RunningExec) {
+        if self.take_unmatched(id) {
+            r.cancel.cancel();
+        }
+        self.map.insert(id, r);
+    }
+
+    fn cancel(&mut self, id: i64) {
+        match self.map.get(&id) {
+            Some(r) => r.cancel.cancel(),
+            None => self.remember_unmatched(id),
+        }
+    }
+
+    fn take_unmatched(&mut self, id: i64) -> bool {
+        match self.unmatched.iter().position(|(i, _)| *i == id) {
+            Some(pos) => {
+                self.unmatched.remove(pos);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl App {
@@ -148,25 +197,25 @@ impl App {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Registers an execution a worker of this process has claimed; a cancel that came
+    /// for it since the claim, before this, takes effect now.
     fn running_insert(&self, id: i64, r: RunningExec) {
         if let Ok(mut m) = self.running.lock() {
             m.insert(id, r);
         }
     }
 
-    fn running_remove(&self, id: i64) {
-        if let Ok(mut m) = self.running.lock() {
-            m.remove(&id);
-        }
+    fn running_remove(&self, id: i64) -> Option<RunningExec> {
+        self.running.lock().ok()?.map.remove(&id)
     }
 
     fn running_get(&self, id: i64) -> Option<RunningExec> {
-        self.running.lock().ok()?.get(&id).cloned()
+        self.running.lock().ok()?.map.get(&id).cloned()
     }
 
     /// How many executions this process's workers are running.
     pub fn running_count(&self) -> usize {
-        self.running.lock().map(|m| m.len()).unwrap_or(0)
+        self.running.lock().map(|m| m.map.len()).unwrap_or(0)
     }
 
     /// Whether `digest` is one of the packs compiled into the binary.
@@ -174,16 +223,18 @@ impl App {
         self.config.bundled.iter().any(|b| b.digest() == digest)
     }
 
-    /// Signals the cancel token of a running execution.
+    /// Signals the cancel token of a running execution. One this process does not know
+    /// (yet) is remembered for a while: its worker may have claimed it and not registered
+    /// it yet.
     pub fn cancel_running(&self, id: i64) {
-        if let Some(r) = self.running_get(id) {
-            r.cancel.cancel();
+        if let Ok(mut m) = self.running.lock() {
+            m.cancel(id);
         }
     }
 
     fn cancel_all(&self) {
         if let Ok(m) = self.running.lock() {
-            for r in m.values() {
+            for r in m.map.values() {
                 r.cancel.cancel();
             }
         }
@@ -368,7 +419,7 @@ async fn run_as(config: ServerConfig, role: Role) -> Result<(), StartError> {
         targets: WorkTargets::default(),
         shutdown: Notify::new(),
         shutting_down: AtomicBool::new(false),
-        running: Mutex::new(HashMap::new()),
+        running: Mutex::new(Running::default()),
         console: console::Sessions::default(),
     });
     load_packs(&app, role == Role::Server).await?;
@@ -920,5 +971,45 @@ mod tests {
         assert!(woken(&wake).await, "the announcement was lost");
         drop(looking);
         assert!(!woken(&wake).await, "one announcement woke twice");
+    }
+}
+
+#[cfg(test)]
+mod running_tests {
+    use super::*;
+
+    fn exec() -> RunningExec {
+        RunningExec {
+            cancel: attune_runner::CancelToken::new(),
+            log: Arc::new(worker::LiveLog::default()),
+        }
+    }
+
+    #[test]
+    fn a_cancel_that_comes_before_the_worker_registers_the_execution_still_cancels_it() {
+        let mut r = Running::default();
+        r.cancel(7);
+        let (early, other) = (exec(), exec());
+        r.insert(8, other.clone());
+        r.insert(7, early.clone());
+        assert!(early.cancel.is_canceled());
+        assert!(!other.cancel.is_canceled());
+        // Taken once: the cancel does not outlive its execution.
+        assert!(r.unmatched.is_empty());
+        r.cancel(8);
+        assert!(other.cancel.is_canceled());
+        assert!(r.unmatched.is_empty());
+    }
+
+    #[test]
+    fn unmatched_cancels_are_bounded() {
+        let mut r = Running::default();
+        for id in 0..10_000 {
+            r.cancel(id);
+        }
+        assert!(r.unmatched.len() <= 4097, "{}", r.unmatched.len());
+        let last = exec();
+        r.insert(9_999, last.clone());
+        assert!(last.cancel.is_canceled());
     }
 }

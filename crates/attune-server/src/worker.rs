@@ -127,14 +127,19 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
     }
 }
 
+/// Records why a claimed execution (started by its claim) could not be run.
 async fn fail(app: &App, exec: &ExecutionRow, error: String) {
-    app.metrics.ended(&exec.action_ref, ExecutionStatus::Failed);
-    let (id, from) = (exec.id, &[ExecutionStatus::Scheduled]);
+    use ExecutionStatus::*;
+    app.metrics.ended(&exec.action_ref, Failed);
+    let (id, from) = (exec.id, &[Running, Canceling]);
     let f = Finish {
         error: Some(error),
         ..Finish::default()
     };
-    record_outcome(app, id, from, ExecutionStatus::Failed, &f).await;
+    record_outcome(app, id, from, Failed, &f).await;
+    if let Some(r) = app.running_remove(id) {
+        r.log.finish();
+    }
 }
 
 /// Writes an execution's outcome, retrying with backoff while the database refuses: an
@@ -233,6 +238,13 @@ pub fn stream_name(stream: Stream) -> &'static str {
 async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow, on_disk: Unflushed) {
     use ExecutionStatus::*;
     let id = exec.id;
+    // The claim started it: from now on a cancel must find it (one that came since the
+    // claim was kept for it).
+    let running = RunningExec {
+        cancel: CancelToken::new(),
+        log: Arc::new(LiveLog::default()),
+    };
+    app.running_insert(id, running.clone());
     let mut known = app.catalog.action(&exec.action_ref);
     if known.is_none() {
         // Registered through another server since this one last looked.
@@ -272,24 +284,6 @@ async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow, on_disk: 
         Ok(j) => j,
         Err(e) => return fail(app, &exec, e.to_string()).await,
     };
-    let running = RunningExec {
-        cancel: CancelToken::new(),
-        log: Arc::new(LiveLog::default()),
-    };
-    app.running_insert(id, running.clone());
-    match app.store.transition(id, Scheduled, Running).await {
-        Ok(true) => {}
-        Ok(false) => {
-            // Cancelled between claim and start.
-            app.running_remove(id);
-            return;
-        }
-        Err(e) => {
-            tracing::error!("execution {id}: cannot start: {e}");
-            app.running_remove(id);
-            return;
-        }
-    }
     if let Err(e) = app.store.flushed(on_disk).await {
         // Run now, it could run again after a crash of the machine: not at all instead.
         tracing::error!("execution {id}: not started: {e}");

@@ -280,7 +280,8 @@ pub struct Finish {
     pub stderr: String,
     /// Error text.
     pub error: Option<String>,
-    /// RFC 3339 start time, if it started.
+    /// RFC 3339 time its process started, if it did. In a worker's outcome it replaces
+    /// the claim's time (none: the process never started).
     pub started_at: Option<String>,
 }
 
@@ -1094,9 +1095,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Claims the oldest requested execution for `worker` (requested → scheduled); the
-    /// claim is committed before the worker gets the row, so a crash after this returns
-    /// leaves the execution `scheduled` (abandoned at the next start), never runnable again.
+    /// Claims the oldest requested execution for `worker` and starts it: requested →
+    /// running, with the worker and `started_at`, in one conditional write (a claim and a
+    /// start as two writes cost a commit each, for a state nobody could act on between
+    /// them). The claim is committed before the worker gets the row, so a crash after this
+    /// returns leaves the execution `running` (abandoned at the next start), never
+    /// runnable again.
     pub async fn claim_next(&self, worker: &str) -> Result<Option<ExecutionRow>> {
         self.claim_next_for(worker, true).await
     }
@@ -1137,14 +1141,17 @@ impl Store {
             "AND secrets IS NULL"
         };
         let claim = format!(
-            "UPDATE executions SET status = 'scheduled', worker = $1
+            "UPDATE executions SET status = 'running', worker = $1, started_at = $2
              WHERE id = (SELECT id FROM executions WHERE status = 'requested' {secrets} ORDER BY id LIMIT 1 {lock})
                AND status = 'requested'
              RETURNING {CLAIM_COLUMNS}"
         );
+        let started = now();
         let row = match self.backend {
             Backend::Sqlite => {
-                let q = sqlx::query(sql_with_columns(unsynced_statement(&claim))).bind(worker);
+                let q = sqlx::query(sql_with_columns(unsynced_statement(&claim)))
+                    .bind(worker)
+                    .bind(&started);
                 let mut rows = self.fetch_unsynced(q).await?;
                 if rows.len() > 1 {
                     return Err(StoreError::Database(format!(
@@ -1155,7 +1162,9 @@ impl Store {
                 rows.pop()
             }
             Backend::Postgres => {
-                let q = sqlx::query(sql_with_columns(claim)).bind(worker);
+                let q = sqlx::query(sql_with_columns(claim))
+                    .bind(worker)
+                    .bind(&started);
                 self.write_returning(q).await?
             }
         };
@@ -1164,7 +1173,7 @@ impl Store {
         };
         let on_disk = self.committed();
         let claimed = self.decode_whole(row).await?;
-        self.announce_status(claimed.id, ExecutionStatus::Scheduled);
+        self.announce_status(claimed.id, ExecutionStatus::Running);
         Ok(Some((claimed, on_disk)))
     }
 
@@ -1175,25 +1184,6 @@ impl Store {
         from: ExecutionStatus,
         to: ExecutionStatus,
     ) -> Result<bool> {
-        if self.backend == Backend::Sqlite
-            && from == ExecutionStatus::Scheduled
-            && to == ExecutionStatus::Running
-        {
-            // Lost in an OS crash, this write changes nothing: a scheduled execution is
-            // abandoned at the next start, as a running one is. So it is not flushed to
-            // disk by itself; the next synced commit flushes it with its own (WAL order).
-            // A process crash (kill -9) loses nothing either way.
-            let q = sqlx::query(sql_with_columns(unsynced(
-                "UPDATE executions SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'scheduled'",
-            )))
-            .bind(now())
-            .bind(id);
-            let moved = self.update_unsynced(q).await?;
-            if moved {
-                self.announce_status(id, to);
-            }
-            return Ok(moved);
-        }
         let q = sqlx::query(
             "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at) WHERE id = $3 AND status = $4",
         )
@@ -1263,8 +1253,15 @@ impl Store {
             ""
         };
         let unsynced_sqlite = !synced && self.backend == Backend::Sqlite;
+        // A worker's outcome says when the process started, if it did (until then the
+        // record has the claim's time); anyone else's finish keeps what is there.
+        let started = if synced {
+            "COALESCE($3, started_at)"
+        } else {
+            "$3"
+        };
         let mut sql = format!(
-            "UPDATE executions SET status = $1, finished_at = $2, started_at = COALESCE(started_at, $3), exit_code = $4,
+            "UPDATE executions SET status = $1, finished_at = $2, started_at = {started}, exit_code = $4,
              signal = $5, result = $6, stdout = $7, stderr = $8, error = $9{lazily} WHERE id = $10 AND status IN ({placeholders})"
         );
         if unsynced_sqlite {
@@ -1536,13 +1533,17 @@ mod tests {
         assert_eq!(all, (1..=50).collect::<Vec<i64>>());
 
         use ExecutionStatus::*;
-        assert!(store.transition(1, Scheduled, Running).await.unwrap());
-        assert!(
-            !store.transition(1, Scheduled, Running).await.unwrap(),
-            "second start must lose"
+        assert_eq!(
+            store.get_execution(1).await.unwrap().unwrap().status,
+            Running,
+            "a claim starts the execution"
         );
-        // The start and a worker's outcome are written unsynced; the writer connection
-        // is back to `synchronous = FULL` (2) after each, for the writes that follow.
+        assert!(
+            !store.transition(1, Requested, Running).await.unwrap(),
+            "a second start must lose"
+        );
+        // A claim and a worker's outcome are written unsynced; the writer connection is
+        // back to `synchronous = FULL` (2) after each, for the writes that follow.
         let synchronous = || async {
             sqlx::query_scalar::<_, i64>("PRAGMA synchronous")
                 .fetch_one(&store.pool)
@@ -1551,7 +1552,7 @@ mod tests {
         };
         assert_eq!(synchronous().await, 2);
         assert!(store
-            .finish_outcome(2, &[Scheduled], Failed, &Finish::default())
+            .finish_outcome(2, &[Running], Failed, &Finish::default())
             .await
             .unwrap());
         assert_eq!(synchronous().await, 2);

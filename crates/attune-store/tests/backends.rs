@@ -90,11 +90,13 @@ async fn executions(s: &Store) {
     let c1 = s.claim_next("w1").await.unwrap().unwrap();
     let c2 = s.claim_next("w2").await.unwrap().unwrap();
     assert_eq!((c1.id, c2.id), (a.id, b.id));
-    assert_eq!(c1.status, Scheduled);
+    // A claim starts the execution: one write, from requested only.
+    assert_eq!(c1.status, Running);
+    assert!(c1.started_at.is_some());
     assert_eq!(c1.worker.as_deref(), Some("w1"));
     assert!(s.claim_next("w3").await.unwrap().is_none());
     // Conditional transitions: only from the expected status.
-    assert!(s.transition(a.id, Scheduled, Running).await.unwrap());
+    assert!(!s.transition(a.id, Requested, Running).await.unwrap());
     assert!(!s.transition(a.id, Scheduled, Running).await.unwrap());
     let f = Finish {
         exit_code: Some(3),
@@ -103,7 +105,7 @@ async fn executions(s: &Store) {
         stdout: "out\n".into(),
         stderr: "err\n".into(),
         error: None,
-        started_at: None,
+        started_at: Some(attune_core::execution::rfc3339(std::time::SystemTime::now())),
     };
     // A worker's outcome (flushed lazily): conditional like every other write.
     assert!(s
@@ -121,6 +123,9 @@ async fn executions(s: &Store) {
     assert_eq!(done.result, Some(json!({"ok": false})));
     assert_eq!(done.stdout.as_deref(), Some("out\n"));
     assert!(done.duration_ms.is_some());
+    // The process's start replaces the claim's.
+    assert_eq!(done.started_at, f.started_at);
+    assert_ne!(done.started_at, c1.started_at);
     // Lists: newest first, filters, cursor, no output.
     let all = s
         .list_executions(&ExecutionFilter {
@@ -158,6 +163,21 @@ async fn executions(s: &Store) {
     let counts = s.count_by_status().await.unwrap();
     assert_eq!(counts.get("failed"), Some(&1));
     assert!(s.get_execution(9_999_999).await.unwrap().is_none());
+    // An execution whose process never started has no start time, though its claim had.
+    let mut e = new_exec("core.echo");
+    e.secrets = None;
+    let c = s.insert_execution(e, None).await.unwrap();
+    let claimed = s.claim_next("w1").await.unwrap().unwrap();
+    assert_eq!(claimed.id, c.id);
+    assert!(claimed.started_at.is_some());
+    assert!(s
+        .finish_outcome(c.id, &[Running], Failed, &Finish::default())
+        .await
+        .unwrap());
+    assert_eq!(
+        s.get_execution(c.id).await.unwrap().unwrap().started_at,
+        None
+    );
 }
 
 #[tokio::test]
@@ -325,7 +345,6 @@ async fn workers_and_leases(s: &Store) {
     assert_eq!(s.claim_next("w-a").await.unwrap().unwrap().id, a.id);
     assert_eq!(s.claim_next("w-b").await.unwrap().unwrap().id, b.id);
     assert_eq!(s.claim_next("w-b").await.unwrap().unwrap().id, c.id);
-    assert!(s.transition(b.id, Scheduled, Running).await.unwrap());
     // A cancel asked for through the API reaches the worker holding the process.
     assert!(s.transition(b.id, Running, Canceling).await.unwrap());
     assert_eq!(s.worker_heartbeat("w-b", 1).await.unwrap(), vec![b.id]);
@@ -346,7 +365,7 @@ async fn workers_and_leases(s: &Store) {
     }
     assert_eq!(
         s.get_execution(a.id).await.unwrap().unwrap().status,
-        Scheduled
+        Running
     );
     let listed = s.list_workers(1).await.unwrap();
     let key_of = |n: &str| listed.iter().find(|w| w.name == n).unwrap().holds_key;
@@ -408,7 +427,7 @@ async fn claims_return_the_stored_parameters(s: &Store) {
             claimed.parameters.keys().collect::<Vec<_>>(),
             ["message", "nested", "blob"]
         );
-        assert_eq!(s.execution_status(id).await.unwrap(), Some(Scheduled));
+        assert_eq!(s.execution_status(id).await.unwrap(), Some(Running));
         // Read back whole, and in a list, alike.
         let got = s.get_execution(id).await.unwrap().unwrap();
         assert_eq!(got.parameters, stored, "size {size}");
@@ -526,7 +545,7 @@ async fn another_processes_status_changes_arrive_with_their_status() {
     assert!(there.claim_next_for("w", false).await.unwrap().is_some());
     assert_eq!(changes.changed(poll).await, attune_store::Change::NotFinal);
     assert!(there
-        .finish(id, &[Scheduled], Succeeded, &Finish::default())
+        .finish(id, &[Running], Succeeded, &Finish::default())
         .await
         .unwrap());
     assert_eq!(changes.changed(poll).await, attune_store::Change::Final);

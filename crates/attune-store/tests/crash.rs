@@ -72,7 +72,6 @@ async fn child(op: &str, db: &str) {
             json!(store.insert_execution(new_exec(), None).await.unwrap().id)
         }
         "claim_next" => json!(store.claim_next("w-crash").await.unwrap().map(|e| e.id)),
-        "start" => json!(store.transition(id(), Scheduled, Running).await.unwrap()),
         "finish" => {
             let f = Finish {
                 exit_code: Some(0),
@@ -85,7 +84,7 @@ async fn child(op: &str, db: &str) {
                 .unwrap())
         }
         "cancel" => json!(store
-            .finish(id(), &[Requested, Scheduled], Canceled, &Finish::default())
+            .finish(id(), &[Requested, Running], Canceled, &Finish::default())
             .await
             .unwrap()),
         "insert_token" => json!(
@@ -237,14 +236,15 @@ fn crash_rounds(rt: &tokio::runtime::Runtime, db: &str, test: &str, rounds: usiz
             ExecutionStatus::Requested,
             "round {round}: insert_execution returned {plain}, which is gone after the kill"
         );
-        // A claim the worker acts on is committed: after a crash the execution is
-        // scheduled (and so abandoned at the next start), never requested again.
+        // A claim the worker acts on (it starts the execution) is committed: after a
+        // crash the execution is running (and so abandoned at the next start), never
+        // requested again.
         let claimed = in_child("claim_next").as_i64().unwrap();
         assert_eq!(claimed, id, "round {round}");
         let s = status(id);
         assert_eq!(
             s,
-            ExecutionStatus::Scheduled,
+            ExecutionStatus::Running,
             "round {round}: claim of {id} lost by the kill: a restart would run it again"
         );
         // The newer one next; then it is done with.
@@ -253,12 +253,10 @@ fn crash_rounds(rt: &tokio::runtime::Runtime, db: &str, test: &str, rounds: usiz
             Some(plain),
             "round {round}"
         );
-        assert_eq!(status(plain), ExecutionStatus::Scheduled, "round {round}");
+        assert_eq!(status(plain), ExecutionStatus::Running, "round {round}");
         // A cancel the API acknowledged (the synced finish) stays.
         assert_eq!(in_child(&format!("cancel:{plain}")), json!(true));
         assert_eq!(status(plain), ExecutionStatus::Canceled, "round {round}");
-        assert_eq!(in_child(&format!("start:{id}")), json!(true));
-        assert_eq!(status(id), ExecutionStatus::Running, "round {round}");
         // A worker's outcome (committed, flushed lazily) survives the kill too.
         assert_eq!(in_child(&format!("finish:{id}")), json!(true));
         assert_eq!(status(id), ExecutionStatus::Succeeded, "round {round}");
