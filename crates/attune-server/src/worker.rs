@@ -239,12 +239,13 @@ async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow, on_disk: 
     use ExecutionStatus::*;
     let id = exec.id;
     // The claim started it: from now on a cancel must find it (one that came since the
-    // claim was kept for it).
+    // claim was kept for it), and a follower its live output.
     let running = RunningExec {
         cancel: CancelToken::new(),
         log: Arc::new(LiveLog::default()),
     };
     app.running_insert(id, running.clone());
+    app.store.announce_running(id);
     let mut known = app.catalog.action(&exec.action_ref);
     if known.is_none() {
         // Registered through another server since this one last looked.

@@ -622,6 +622,13 @@ impl Store {
         self.announcer.announce_status(id, status.is_final());
     }
 
+    /// Wakes this process's waiters on `id` again, once the worker that claimed it (which
+    /// started it) is ready to be followed: one woken by the claim itself may have looked
+    /// too early.
+    pub fn announce_running(&self, id: i64) {
+        self.announce_status(id, ExecutionStatus::Running);
+    }
+
     /// Starts a write transaction. SQLite: `BEGIN IMMEDIATE` takes the write lock at once,
     /// so no statement in it can fail on a read-to-write upgrade.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
