@@ -104,6 +104,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FORMAT", default_value = "json", value_parser = ["json", "dotenv", "yaml"])]
     pub format: String,
 
+    /// Alternate the baseline and the executions through the API in this many rounds
+    /// (each N/ROUNDS, in the order ABBA…), so that a machine whose speed drifts during the
+    /// run slows both alike.
+    #[arg(long, value_name = "ROUNDS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rounds: u32,
+
     /// Also time this many `attune run core.noop` against the server, each next to an
     /// `attune run --local core.noop` (0: skip).
     #[arg(long, value_name = "N", default_value_t = 30)]

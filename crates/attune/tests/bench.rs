@@ -66,8 +66,12 @@ fn bench_measures_the_api_against_direct_spawns_on_sqlite_with_a_payload_file() 
         "yaml",
         "--payload",
         "4k",
+        "--rounds",
+        "7",
     ]);
+    // 30 of each in 7 alternating rounds (5, 5, 4, 4, 4, 4, 4).
     check(&r, 30);
+    assert_eq!(r["rounds"], 7);
     assert_eq!(r["delivery"], "file");
     assert_eq!(r["format"], "yaml");
     assert_eq!(r["payload_bytes"], 4096);
@@ -117,6 +121,7 @@ fn bench_refuses_bad_arguments_in_one_line() {
         (&["--payload", "3X"][..], "unit must be k, M or G"),
         (&["--url", "http://127.0.0.1:1"][..], "ATTUNE_TOKEN"),
         (&["-c", "0"][..], "0 is not in 1..=1024"),
+        (&["--rounds", "0"][..], "0 is not in 1..=1000"),
     ] {
         let out = Command::new(bin())
             .arg("bench")

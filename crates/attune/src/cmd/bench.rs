@@ -274,13 +274,17 @@ fn progress(n: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 /// Runs `n` jobs on `c` threads; each job's sample from `job`.
-fn on_threads<F>(n: usize, c: usize, what: &str, job: F) -> (Vec<Sample>, Duration)
+fn on_threads<F>(
+    n: usize,
+    c: usize,
+    bar: &indicatif::ProgressBar,
+    job: F,
+) -> (Vec<Sample>, Duration)
 where
     F: Fn() -> Sample + Sync,
 {
     let next = AtomicUsize::new(0);
     let samples = Mutex::new(Vec::with_capacity(n));
-    let bar = progress(n as u64, what);
     let t0 = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..c {
@@ -296,7 +300,6 @@ where
         }
     });
     let wall = t0.elapsed();
-    bar.finish_and_clear();
     (samples.into_inner().unwrap_or_default(), wall)
 }
 
@@ -602,30 +605,53 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         direct_spawn(&script_path, &doc, delivery, &dir);
         through_api(&client, &body);
     }
-    // CPU time of each phase: for the direct spawns, the scripts' (reaped children) and this
-    // process's (spawning them); for the API, the started processes' own and their
-    // actions', and this process's (the client).
-    let (self0, kids0) = (
-        rusage_ms(libc::RUSAGE_SELF),
-        rusage_ms(libc::RUSAGE_CHILDREN),
-    );
-    let (direct, direct_wall) = on_threads(n, c, "direct spawn", || {
-        direct_spawn(&script_path, &doc, delivery, &dir)
-    });
-    let (self1, kids1) = (
-        rusage_ms(libc::RUSAGE_SELF),
-        rusage_ms(libc::RUSAGE_CHILDREN),
-    );
-    let server0 = started_cpu_ms(&started);
+    // The two phases alternate in rounds (ABBA…): a drift of the machine's speed during
+    // the run weighs on both alike. CPU time of each phase: for the direct spawns, the
+    // scripts' (reaped children) and this process's (spawning them); for the API, the
+    // started processes' own and their actions', and this process's (the client).
+    let rounds = (args.rounds as usize).clamp(1, n.max(1));
+    let bars = indicatif::MultiProgress::new();
+    let direct_bar = bars.add(progress(n as u64, "direct spawn"));
+    let api_bar = bars.add(progress(n as u64, "attune"));
     let api_client = Arc::new(client.clone());
-    let (api, api_wall) = on_threads(n, c, "attune", || through_api(&api_client, &body));
-    let self2 = rusage_ms(libc::RUSAGE_SELF);
-    let server1 = started_cpu_ms(&started);
+    let (mut direct, mut api) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut direct_wall, mut api_wall) = (Duration::ZERO, Duration::ZERO);
+    let (mut kids_ms, mut spawner_ms, mut client_ms) = (0.0, 0.0, 0.0);
+    let mut by_started: Option<(f64, f64)> = Some((0.0, 0.0));
+    for round in 0..rounds {
+        let k = n / rounds + usize::from(round < n % rounds);
+        for api_phase in [round % 2 == 1, round % 2 == 0] {
+            let (self0, kids0) = (
+                rusage_ms(libc::RUSAGE_SELF),
+                rusage_ms(libc::RUSAGE_CHILDREN),
+            );
+            if api_phase {
+                let server0 = started_cpu_ms(&started);
+                let (samples, wall) =
+                    on_threads(k, c, &api_bar, || through_api(&api_client, &body));
+                let server1 = started_cpu_ms(&started);
+                by_started = by_started
+                    .zip(server0.zip(server1))
+                    .map(|((a, s), (b0, b1))| (a + b1.1 - b0.1, s + b1.0 - b0.0));
+                client_ms += rusage_ms(libc::RUSAGE_SELF) - self0;
+                api.extend(samples);
+                api_wall += wall;
+            } else {
+                let (samples, wall) = on_threads(k, c, &direct_bar, || {
+                    direct_spawn(&script_path, &doc, delivery, &dir)
+                });
+                kids_ms += rusage_ms(libc::RUSAGE_CHILDREN) - kids0;
+                spawner_ms += rusage_ms(libc::RUSAGE_SELF) - self0;
+                direct.extend(samples);
+                direct_wall += wall;
+            }
+        }
+    }
+    direct_bar.finish_and_clear();
+    api_bar.finish_and_clear();
     let per = |ms: f64| ms / n.max(1) as f64;
-    let (script, spawner, client) = (per(kids1 - kids0), per(self1 - self0), per(self2 - self1));
-    let by_started = server0
-        .zip(server1)
-        .map(|(a, b)| (per(b.1 - a.1), per(b.0 - a.0)));
+    let (script, spawner, client) = (per(kids_ms), per(spawner_ms), per(client_ms));
+    let by_started = by_started.map(|(actions, server)| (per(actions), per(server)));
     let cpu = json!({
         "direct_ms": script + spawner,
         "direct_script_ms": script,
@@ -661,6 +687,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, CliError> {
         "action": ACTION,
         "executions": n,
         "concurrency": c,
+        "rounds": rounds,
         "delivery": delivery.as_str(),
         "format": format.as_str(),
         "payload_bytes": args.payload,
