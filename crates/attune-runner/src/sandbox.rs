@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::spawn::{Confinement, Namespaces, SpawnSpec, Stage, StartFailure};
 
@@ -346,7 +347,13 @@ pub struct CgroupParent {
     next: AtomicU64,
     /// One execution only (`run --local`): it gets this cgroup itself, one level less.
     single: bool,
+    /// Execution cgroups left empty by their execution, for the next ones: creating and
+    /// removing a cgroup for every execution costs more than the rest of its confinement.
+    free: Arc<Mutex<Vec<PathBuf>>>,
 }
+
+/// How many empty execution cgroups a worker keeps for reuse.
+const KEPT_CGROUPS: usize = 64;
 
 impl CgroupParent {
     /// Creates it, if the worker's cgroup is writable (root, or a delegated subtree).
@@ -378,6 +385,7 @@ impl CgroupParent {
             dir,
             next: AtomicU64::new(0),
             single,
+            free: Arc::default(),
         })
     }
 
@@ -386,22 +394,33 @@ impl CgroupParent {
         &self.dir
     }
 
-    /// A fresh cgroup for one execution.
+    /// An empty cgroup for one execution: one an earlier execution left empty, or a new one.
     pub fn exec_cgroup(&self) -> io::Result<ExecCgroup> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
         if self.single {
             // The one execution is started again if its namespaces fail: the cgroup that
             // ended with the first start is made anew.
-            if n > 0 {
+            if self.next.fetch_add(1, Ordering::Relaxed) > 0 {
                 fs::create_dir(&self.dir)?;
             }
             return Ok(ExecCgroup {
                 dir: self.dir.clone(),
+                free: None,
             });
         }
-        let dir = self.dir.join(format!("x{n}"));
-        fs::create_dir(&dir)?;
-        Ok(ExecCgroup { dir })
+        let kept = self.free.lock().ok().and_then(|mut f| f.pop());
+        let dir = match kept {
+            Some(dir) => dir,
+            None => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                let dir = self.dir.join(format!("x{n}"));
+                fs::create_dir(&dir)?;
+                dir
+            }
+        };
+        Ok(ExecCgroup {
+            dir,
+            free: Some(self.free.clone()),
+        })
     }
 }
 
@@ -482,6 +501,8 @@ fn sweep_cgroups(base: &Path) {
 #[derive(Debug)]
 pub struct ExecCgroup {
     dir: PathBuf,
+    /// Where it goes back when its execution leaves it empty (none: removed).
+    free: Option<Arc<Mutex<Vec<PathBuf>>>>,
 }
 
 impl ExecCgroup {
@@ -504,9 +525,28 @@ impl ExecCgroup {
 }
 
 impl Drop for ExecCgroup {
+    /// Once its execution has ended: kept for another if no process is left in it (its
+    /// `cgroup.events` says `populated 0`), else everything in it is killed and it is
+    /// removed.
     fn drop(&mut self) {
+        if let Some(free) = &self.free {
+            if is_empty_cgroup(&self.dir) {
+                if let Ok(mut f) = free.lock() {
+                    if f.len() < KEPT_CGROUPS {
+                        f.push(std::mem::take(&mut self.dir));
+                        return;
+                    }
+                }
+            }
+        }
         kill_and_remove(&self.dir);
     }
+}
+
+/// Whether no process is in the cgroup `dir` or below it.
+fn is_empty_cgroup(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.events"))
+        .is_ok_and(|events| events.lines().any(|l| l == "populated 0"))
 }
 
 /// Protects the worker's own memory (secrets, decrypted parameters) from core dumps and
@@ -891,5 +931,41 @@ impl Sandbox {
             },
             cgroup,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An execution's cgroup it left empty serves the next one; one with a process left in
+    /// it is emptied (the process killed) and removed, never given to another execution.
+    #[test]
+    fn empty_execution_cgroups_are_reused_and_occupied_ones_are_not() {
+        let Ok(parent) = CgroupParent::create() else {
+            // SAFETY: geteuid cannot fail.
+            assert_ne!(unsafe { libc::geteuid() }, 0, "root can make a cgroup here");
+            return;
+        };
+        let first = parent.exec_cgroup().expect("a cgroup");
+        let path = first.path().to_path_buf();
+        drop(first);
+        let second = parent.exec_cgroup().expect("a cgroup");
+        assert_eq!(second.path(), path, "the empty one is reused");
+
+        let mut left = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        fs::write(path.join("cgroup.procs"), left.id().to_string()).expect("join");
+        drop(second);
+        let status = left.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(!path.exists(), "an occupied cgroup is removed");
+        let third = parent.exec_cgroup().expect("a cgroup");
+        assert_ne!(third.path(), path);
     }
 }
