@@ -129,15 +129,19 @@ pub async fn worker_loop(app: Arc<App>, process: String, name: String) {
 
 /// Records why a claimed execution (started by its claim) could not be run.
 async fn fail(app: &App, exec: &ExecutionRow, error: String) {
+    end_unstarted(app, exec, ExecutionStatus::Failed, error).await
+}
+
+/// Ends a claimed execution whose process was never started, with `status` and why.
+async fn end_unstarted(app: &App, exec: &ExecutionRow, status: ExecutionStatus, error: String) {
     use ExecutionStatus::*;
-    app.metrics.ended(&exec.action_ref, Failed);
-    let (id, from) = (exec.id, &[Running, Canceling]);
+    app.metrics.ended(&exec.action_ref, status);
     let f = Finish {
         error: Some(error),
         ..Finish::default()
     };
-    record_outcome(app, id, from, Failed, &f).await;
-    if let Some(r) = app.running_remove(id) {
+    record_outcome(app, exec.id, &[Running, Canceling], status, &f).await;
+    if let Some(r) = app.running_remove(exec.id) {
         r.log.finish();
     }
 }
@@ -288,15 +292,12 @@ async fn run_one(app: &Arc<App>, worker: &str, mut exec: ExecutionRow, on_disk: 
     if let Err(e) = app.store.flushed(on_disk).await {
         // Run now, it could run again after a crash of the machine: not at all instead.
         tracing::error!("execution {id}: not started: {e}");
-        app.metrics.ended(&exec.action_ref, Failed);
-        let f = Finish {
-            error: Some(format!("not started: {e}")),
-            ..Finish::default()
-        };
-        record_outcome(app, id, &[Running, Canceling], Failed, &f).await;
-        running.log.finish();
-        app.running_remove(id);
-        return;
+        return end_unstarted(app, &exec, Failed, format!("not started: {e}")).await;
+    }
+    if running.cancel.is_canceled() {
+        // Canceled since the claim, before its process started: it never will.
+        let why = "canceled before it started".to_string();
+        return end_unstarted(app, &exec, Canceled, why).await;
     }
     tracing::debug!("execution {id} started");
     let mut sink = LiveSink {
