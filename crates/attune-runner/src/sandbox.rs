@@ -543,10 +543,13 @@ impl Drop for ExecCgroup {
     }
 }
 
-/// Whether no process is in the cgroup `dir` or below it.
+/// Whether no process is in the cgroup `dir` or below it, and it is not frozen (an action
+/// that could write its cgroup's files, unconfined, must not freeze the next one).
 fn is_empty_cgroup(dir: &Path) -> bool {
-    fs::read_to_string(dir.join("cgroup.events"))
-        .is_ok_and(|events| events.lines().any(|l| l == "populated 0"))
+    fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|events| {
+        let mut lines = events.lines();
+        lines.clone().any(|l| l == "populated 0") && !lines.any(|l| l == "frozen 1")
+    })
 }
 
 /// Protects the worker's own memory (secrets, decrypted parameters) from core dumps and
@@ -967,5 +970,12 @@ mod tests {
         assert!(!path.exists(), "an occupied cgroup is removed");
         let third = parent.exec_cgroup().expect("a cgroup");
         assert_ne!(third.path(), path);
+
+        // One left frozen is not reused either.
+        let frozen = third.path().to_path_buf();
+        fs::write(frozen.join("cgroup.freeze"), "1").expect("freeze");
+        drop(third);
+        assert!(!frozen.exists(), "a frozen cgroup is removed");
+        assert_ne!(parent.exec_cgroup().expect("a cgroup").path(), frozen);
     }
 }
