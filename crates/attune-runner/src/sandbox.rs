@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::spawn::{Confinement, Namespaces, SpawnSpec, Stage, StartFailure};
+use crate::spawn::{Confinement, Namespaces, PrivateTmp, SpawnSpec, Stage, StartFailure};
 
 // Landlock access rights for files and directories (include/uapi/linux/landlock.h).
 const EXECUTE: u64 = 1 << 0;
@@ -50,6 +50,8 @@ const DEVICES: &[&str] = &[
     "/dev/mqueue",
 ];
 const CREATE_RULESET_VERSION: u32 = 1;
+/// The directories each execution gets a private copy of (in its mount namespace).
+const TMP_ROOTS: [&str; 2] = ["/tmp", "/var/tmp"];
 
 #[repr(C)]
 struct RulesetAttr {
@@ -120,10 +122,13 @@ impl Landlock {
                 .collect();
             grant_entries(wanted, device, protected, &mut rules);
         }
-        // The shared scratch directories, fully (/dev/shm split around the runtime root).
-        for tmp in ["/tmp", "/var/tmp", "/dev/shm"] {
-            grant(Path::new(tmp), handled, protected, &mut rules);
+        // /tmp and /var/tmp, read-only: an action in namespaces gets its own (see
+        // `PrivateTmp`), covering these; one without them must not share files through
+        // them. /dev/shm stays shared and writable (split around the runtime root).
+        for tmp in TMP_ROOTS {
+            grant(Path::new(tmp), READ_RUN, protected, &mut rules);
         }
+        grant(Path::new("/dev/shm"), handled, protected, &mut rules);
         Landlock {
             abi,
             handled,
@@ -575,6 +580,15 @@ pub fn protect_worker() {
     let _ = crate::spawn::sys::no_core_dumps();
 }
 
+/// Those of [`TMP_ROOTS`] that are real directories here (not symlinks).
+fn existing_tmp_roots() -> Vec<PathBuf> {
+    TMP_ROOTS
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+        .collect()
+}
+
 /// Whether this process can give its actions private namespaces (see
 /// [`crate::spawn::Namespaces`]), found by starting a supervisor in them for a program that
 /// does not exist: a start that fails at exec has passed every namespace step.
@@ -586,6 +600,7 @@ pub fn probe_namespaces(ns: Namespaces) -> Result<Namespaces, String> {
         cwd: c"/".into(),
         confinement: Confinement {
             namespaces: Some(ns),
+            private_tmp: PrivateTmp::covering(&existing_tmp_roots(), &[], 0),
             ..Confinement::default()
         },
     };
@@ -628,14 +643,14 @@ fn namespaces_for_worker(landlock: bool) -> Result<Namespaces, String> {
 fn processes_line(namespaces: &Result<Namespaces, String>) -> String {
     match namespaces {
         Ok(ns) => format!(
-            "processes: each execution has PID and mount namespaces of its own{}, with a private /proc (hidepid=2): an action sees its own processes only, not the worker's command line",
+            "processes: each execution has PID and mount namespaces of its own{}, with a private /proc (hidepid=2) and a private /tmp: an action sees its own processes only, not the worker's command line, and its own /tmp and /var/tmp",
             match ns {
                 Namespaces::Privileged => "",
                 Namespaces::User { .. } => " (in a user namespace mapping only the server's uid and gid)",
             }
         ),
         Err(why) => format!(
-            "processes NOT isolated: {why}; actions can read every process's command line in /proc"
+            "processes NOT isolated: {why}; actions can read every process's command line in /proc, and /tmp is the system's (read-only to them under Landlock)"
         ),
     }
 }
@@ -706,6 +721,9 @@ pub struct Sandbox {
     /// False until a start in them succeeded (or the probe did): until then a failure to
     /// set them up falls back to none (see [`Sandbox::namespaces_failed`]).
     namespaces_proven: std::sync::atomic::AtomicBool,
+    /// Those of [`TMP_ROOTS`] that are real directories here: each execution in
+    /// namespaces gets its own.
+    tmp_roots: Vec<PathBuf>,
 }
 
 /// The user actions run as.
@@ -797,6 +815,7 @@ impl Sandbox {
             run_as,
             namespaces_proven: std::sync::atomic::AtomicBool::new(probe),
             namespaces: std::sync::Mutex::new(namespaces),
+            tmp_roots: existing_tmp_roots(),
         }
     }
 
@@ -809,6 +828,7 @@ impl Sandbox {
             run_as: None,
             namespaces: std::sync::Mutex::new(Err("disabled".into())),
             namespaces_proven: std::sync::atomic::AtomicBool::new(true),
+            tmp_roots: Vec::new(),
         }
     }
 
@@ -870,7 +890,7 @@ impl Sandbox {
     pub fn confinement_line(&self) -> String {
         match (&self.landlock, &self.landlock_missing) {
             (Some(l), _) => format!(
-                "sandbox: Landlock ABI {} confines each action to its own directory, its pack (read-only), /tmp and the read-only system; the data dir and other executions are out of reach",
+                "sandbox: Landlock ABI {} confines each action to its own directory, its pack (read-only), its private /tmp and the read-only system; the data dir and other executions are out of reach",
                 l.abi
             ),
             (None, why) => format!(
@@ -924,16 +944,27 @@ impl Sandbox {
             Some(c) => Some(c.open()?),
             None => None,
         };
+        let namespaces = self.namespaces().ok();
+        let private_tmp = namespaces.and_then(|_| self.private_tmp(exec_dir, pack_dir));
         Ok((
             crate::spawn::Confinement {
                 proc_access: self.landlock.as_ref().map_or(0, |l| READ_RUN & l.handled),
                 landlock,
                 cgroup_dir,
                 run_as: self.run_as.as_ref().map(|r| (r.uid, r.gid)),
-                namespaces: self.namespaces().ok(),
+                namespaces,
+                private_tmp,
             },
             cgroup,
         ))
+    }
+
+    /// The private `/tmp` of an execution whose directory is `exec_dir` and pack
+    /// `pack_dir` (see [`PrivateTmp::covering`]).
+    fn private_tmp(&self, exec_dir: &Path, pack_dir: Option<&Path>) -> Option<Box<PrivateTmp>> {
+        let access = self.landlock.as_ref().map_or(0, |l| l.handled);
+        let needed: Vec<&Path> = [Some(exec_dir), pack_dir].into_iter().flatten().collect();
+        PrivateTmp::covering(&self.tmp_roots, &needed, access)
     }
 }
 

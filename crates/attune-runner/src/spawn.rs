@@ -29,9 +29,10 @@
 //! as its [`Stage`] with the OS error, and the child exits without ever reaching `execve`:
 //! a failed `setresuid` can never run the action with the worker's credentials.
 
-use std::ffi::{c_void, CString};
+use std::ffi::{c_void, CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -72,6 +73,93 @@ pub struct Confinement {
     /// Private PID and mount namespaces with a `/proc` of their own, in which the action
     /// sees only its own processes.
     pub namespaces: Option<Namespaces>,
+    /// In those namespaces, a `/tmp` (and `/var/tmp`) of the execution's own.
+    pub private_tmp: Option<Box<PrivateTmp>>,
+}
+
+/// The most paths a [`PrivateTmp`] keeps (the execution directory and the pack).
+pub const MAX_KEPT: usize = 4;
+
+/// A private `/tmp`, as systemd's `PrivateTmp=` gives a service: in the execution's mount
+/// namespace each of `roots` is covered by an empty tmpfs of its own, gone with the
+/// namespace. What the action needs that lives under one of them (`run --local` of a pack
+/// in `/tmp`, a runtime dir there) is mounted back at its own path; nothing else of the
+/// system's `/tmp` is visible.
+#[derive(Debug, Default)]
+pub struct PrivateTmp {
+    /// The directories to cover (absolute, real directories, not symlinks).
+    pub roots: Vec<CString>,
+    /// The Landlock rights the action gets on each new tmpfs (0 without Landlock).
+    pub access: u64,
+    /// At most [`MAX_KEPT`] paths to mount back.
+    pub keep: Vec<KeptPath>,
+}
+
+impl PrivateTmp {
+    /// Covers each of `roots` except those that are, or lie inside, one of `needed`;
+    /// each of `needed` under a covered root is kept. `None` when nothing is covered, or
+    /// more than [`MAX_KEPT`] paths would have to be kept.
+    pub fn covering(roots: &[PathBuf], needed: &[&Path], access: u64) -> Option<Box<PrivateTmp>> {
+        let needed: Vec<(PathBuf, bool)> = needed
+            .iter()
+            .filter_map(|p| {
+                let real = p.canonicalize().ok()?;
+                let dir = std::fs::metadata(&real).ok()?.is_dir();
+                Some((real, dir))
+            })
+            .collect();
+        let roots: Vec<&PathBuf> = roots
+            .iter()
+            .filter(|r| !needed.iter().any(|(p, _)| r.starts_with(p)))
+            .collect();
+        let mut keep = Vec::new();
+        for (path, dir) in &needed {
+            let Some(root) = roots.iter().position(|r| path.starts_with(r)) else {
+                continue;
+            };
+            let parents = path
+                .ancestors()
+                .skip(1)
+                .take_while(|a| *a != roots[root].as_path())
+                .map(c_path)
+                .collect::<Option<Vec<CString>>>()?;
+            keep.push(KeptPath {
+                root,
+                path: c_path(path)?,
+                dir: *dir,
+                parents: parents.into_iter().rev().collect(),
+            });
+        }
+        if roots.is_empty() || keep.len() > MAX_KEPT {
+            return None;
+        }
+        Some(Box::new(PrivateTmp {
+            roots: roots
+                .into_iter()
+                .map(|r| c_path(r))
+                .collect::<Option<_>>()?,
+            access,
+            keep,
+        }))
+    }
+}
+
+/// `path` as a C string (`None` if it holds a NUL, which no real path does).
+fn c_path(path: &Path) -> Option<CString> {
+    CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).ok()
+}
+
+/// A path under a [`PrivateTmp`] root that stays reachable.
+#[derive(Debug)]
+pub struct KeptPath {
+    /// Index of its root in [`PrivateTmp::roots`].
+    pub root: usize,
+    /// The path itself (canonical).
+    pub path: CString,
+    /// Whether it is a directory (else a file).
+    pub dir: bool,
+    /// The directories between the root and it, outermost first, created (0755) to mount it on.
+    pub parents: Vec<CString>,
 }
 
 /// How the supervisor gets its private PID and mount namespaces. Either way it is the
@@ -162,6 +250,8 @@ pub enum Stage {
     MountPropagation,
     /// Mounting the private `/proc`.
     PrivateProc,
+    /// Mounting the private `/tmp` (see [`PrivateTmp`]).
+    PrivateTmp,
     /// Becoming the child subreaper (`PR_SET_CHILD_SUBREAPER`).
     Subreaper,
     /// Entering the working directory.
@@ -197,12 +287,13 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 20] = [
+    pub const ALL: [Stage; 21] = [
         Stage::SupervisorGroup,
         Stage::Descriptors,
         Stage::IdMapping,
         Stage::MountPropagation,
         Stage::PrivateProc,
+        Stage::PrivateTmp,
         Stage::Subreaper,
         Stage::WorkingDirectory,
         Stage::StartAction,
@@ -225,7 +316,7 @@ impl Stage {
     pub fn sets_up_namespaces(self) -> bool {
         matches!(
             self,
-            Stage::IdMapping | Stage::MountPropagation | Stage::PrivateProc
+            Stage::IdMapping | Stage::MountPropagation | Stage::PrivateProc | Stage::PrivateTmp
         )
     }
 
@@ -241,6 +332,7 @@ impl Stage {
             Stage::IdMapping => "mapping the worker's uid and gid in the user namespace",
             Stage::MountPropagation => "isolating the supervisor's mount namespace",
             Stage::PrivateProc => "mounting the execution's private /proc",
+            Stage::PrivateTmp => "mounting the execution's private /tmp",
             Stage::Subreaper => "making the supervisor a child subreaper",
             Stage::WorkingDirectory => "entering the working directory",
             Stage::StartAction => "starting the action process",
@@ -659,6 +751,110 @@ pub mod sys {
         .map(drop)
     }
 
+    /// `open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)`: a
+    /// detached copy of the mount tree at `path`, to be attached elsewhere by [`move_mount`].
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn open_tree_clone(path: &CStr) -> SysResult<RawFd> {
+        const OPEN_TREE_CLONE: usize = 1;
+        const AT_RECURSIVE: usize = 0x8000;
+        // SAFETY: `path` is a NUL-terminated string borrowed for the call.
+        check(unsafe {
+            raw(
+                libc::SYS_open_tree,
+                [
+                    libc::AT_FDCWD as usize,
+                    path.as_ptr() as usize,
+                    OPEN_TREE_CLONE | libc::O_CLOEXEC as usize | AT_RECURSIVE,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        })
+        .map(|f| f as RawFd)
+    }
+
+    /// `move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)`: attaches the
+    /// detached tree `tree` (from [`open_tree_clone`]) at `target`.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn move_mount(tree: RawFd, target: &CStr) -> SysResult {
+        const MOVE_MOUNT_F_EMPTY_PATH: usize = 4;
+        // SAFETY: both strings are NUL-terminated and borrowed for the call.
+        check(unsafe {
+            raw(
+                libc::SYS_move_mount,
+                [
+                    tree as usize,
+                    c"".as_ptr() as usize,
+                    libc::AT_FDCWD as usize,
+                    target.as_ptr() as usize,
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                    0,
+                ],
+            )
+        })
+        .map(drop)
+    }
+
+    /// `mkdir(path, mode)`, then `chmod(path, mode)` (the umask does not apply); a
+    /// directory already there is left as it is.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn make_dir(path: &CStr, mode: u32) -> SysResult {
+        // SAFETY: `path` is a NUL-terminated string borrowed for the call.
+        let made = check(unsafe {
+            raw(
+                libc::SYS_mkdirat,
+                [
+                    libc::AT_FDCWD as usize,
+                    path.as_ptr() as usize,
+                    mode as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        });
+        match made {
+            Err(Errno(libc::EEXIST)) => Ok(()),
+            Err(e) => Err(e),
+            // SAFETY: as above.
+            Ok(_) => check(unsafe {
+                raw(
+                    libc::SYS_fchmodat,
+                    [
+                        libc::AT_FDCWD as usize,
+                        path.as_ptr() as usize,
+                        mode as usize,
+                        0,
+                        0,
+                        0,
+                    ],
+                )
+            })
+            .map(drop),
+        }
+    }
+
+    /// Creates the empty file `path` (mode 0444) if it is not there, to mount a file on.
+    #[must_use = "a failed step must be reported, never ignored"]
+    pub fn make_file(path: &CStr) -> SysResult {
+        // SAFETY: `path` is a NUL-terminated string borrowed for the call.
+        let fd = check(unsafe {
+            raw(
+                libc::SYS_openat,
+                [
+                    libc::AT_FDCWD as usize,
+                    path.as_ptr() as usize,
+                    (libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC) as usize,
+                    0o444,
+                    0,
+                    0,
+                ],
+            )
+        })?;
+        close(fd as RawFd)
+    }
+
     /// Writes `data` to the existing file `path` in one `write`, as `/proc` files want.
     #[must_use = "a failed step must be reported, never ignored"]
     pub fn write_file(path: &CStr, data: &[u8]) -> SysResult {
@@ -792,6 +988,8 @@ struct ChildArgs {
     control: RawFd,
     landlock: RawFd,
     proc_access: u64,
+    /// The private `/tmp` (NULL: none), in the spec the worker keeps alive.
+    private_tmp: *const PrivateTmp,
     cgroup_dir: RawFd,
     /// Set by the supervisor when the action is started outside its cgroup (no `clone3`
     /// here): the action then joins it itself.
@@ -1035,6 +1233,10 @@ pub fn spawn(spec: SpawnSpec) -> io::Result<Supervised> {
         control: control_r.as_raw_fd(),
         landlock: raw(&c.landlock),
         proc_access: c.proc_access,
+        private_tmp: match (&c.private_tmp, c.namespaces) {
+            (Some(t), Some(_)) if t.keep.len() <= MAX_KEPT => &**t,
+            _ => std::ptr::null(),
+        },
         cgroup_dir: raw(&c.cgroup_dir),
         join_cgroup: false,
         run_as: c.run_as.is_some(),
@@ -1248,14 +1450,59 @@ fn private_proc(a: &ChildArgs, ns: Namespaces) {
     step(a, FD_START, Stage::PrivateProc, mounted);
     if a.landlock >= 0 && a.proc_access != 0 {
         // Landlock skips the directory a mount hides: the rule must be on the new /proc.
-        let allowed = sys::open(c"/proc", libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .and_then(|fd| {
-                let added = sys::landlock_allow_beneath(FD_LANDLOCK, fd, a.proc_access);
-                let _ = sys::close(fd);
-                added
-            });
-        step(a, FD_START, Stage::PrivateProc, allowed);
+        step(
+            a,
+            FD_START,
+            Stage::PrivateProc,
+            allow_beneath(c"/proc", a.proc_access),
+        );
     }
+    // SAFETY: NULL or the PrivateTmp in the spec the worker keeps alive.
+    if let Some(t) = unsafe { a.private_tmp.as_ref() } {
+        for (i, root) in t.roots.iter().enumerate() {
+            step(a, FD_START, Stage::PrivateTmp, private_tmp(a, t, i, root));
+        }
+    }
+}
+
+/// Gives the Landlock ruleset `rights` beneath `dir`, as mounted now.
+fn allow_beneath(dir: &CStr, rights: u64) -> SysResult {
+    let fd = sys::open(dir, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
+    let added = sys::landlock_allow_beneath(FD_LANDLOCK, fd, rights);
+    let _ = sys::close(fd);
+    added
+}
+
+/// Covers `root` (the `i`th of `t`'s roots) with a fresh tmpfs, mounts back what is kept
+/// under it, and gives the action's ruleset `t.access` on it.
+fn private_tmp(a: &ChildArgs, t: &PrivateTmp, i: usize, root: &CStr) -> SysResult {
+    // What is kept is cloned before the tmpfs hides it, then attached at the same path.
+    let mut trees = [-1 as RawFd; MAX_KEPT];
+    for (k, kept) in t.keep.iter().enumerate().filter(|(_, k)| k.root == i) {
+        trees[k] = sys::open_tree_clone(&kept.path)?;
+    }
+    sys::mount(
+        Some(c"tmpfs"),
+        root,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=1777"),
+    )?;
+    for (k, kept) in t.keep.iter().enumerate().filter(|(_, k)| k.root == i) {
+        for parent in &kept.parents {
+            sys::make_dir(parent, 0o755)?;
+        }
+        match kept.dir {
+            true => sys::make_dir(&kept.path, 0o755)?,
+            false => sys::make_file(&kept.path)?,
+        }
+        sys::move_mount(trees[k], &kept.path)?;
+        let _ = sys::close(trees[k]);
+    }
+    if a.landlock >= 0 && t.access != 0 {
+        allow_beneath(root, t.access)?;
+    }
+    Ok(())
 }
 
 /// Waits for the action's end, passing the worker's requests on; then kills what is left
@@ -1830,10 +2077,14 @@ mod tests {
                     // setgroups is denied in a user namespace.
                     run_as: (root && !user_ns).then(|| unsafe { (libc::getuid(), libc::getgid()) }),
                     namespaces,
+                    // The program writes in `dir`, kept if it lies under /tmp.
+                    private_tmp: PrivateTmp::covering(&tmp_roots(), &[dir.path()], 1 << 9),
                 };
                 let optional = match stage {
                     Stage::IdMapping => user_ns,
-                    Stage::MountPropagation | Stage::PrivateProc => namespaces.is_some(),
+                    Stage::MountPropagation | Stage::PrivateProc | Stage::PrivateTmp => {
+                        namespaces.is_some()
+                    }
                     Stage::Cgroup => confinement.cgroup_dir.is_some(),
                     Stage::Groups | Stage::Gid | Stage::Uid => confinement.run_as.is_some(),
                     Stage::Landlock => confinement.landlock.is_some(),
@@ -1872,6 +2123,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("tempdir");
             let confinement = Confinement {
                 namespaces,
+                private_tmp: PrivateTmp::covering(&tmp_roots(), &[dir.path()], 0),
                 ..Confinement::default()
             };
             let (exit, failure) = run(dir.path(), confinement, None);
@@ -1886,6 +2138,57 @@ mod tests {
             let cgroup = usize::from(cg.is_none());
             assert_eq!(reached.len(), Stage::ALL.len() - cgroup, "{reached:?}");
         }
+    }
+
+    fn tmp_roots() -> Vec<PathBuf> {
+        vec![PathBuf::from("/tmp")]
+    }
+
+    /// In its namespaces the action has a `/tmp` of its own: what it writes there is gone
+    /// with it, and it sees nothing of the system's `/tmp` or of another execution's,
+    /// but the directory it was given there (a pack, for `run --local`) is still at its
+    /// path, writable if it was.
+    #[test]
+    fn the_action_has_a_tmp_of_its_own() {
+        let Ok(ns) = crate::sandbox::probe_namespaces(Namespaces::for_this_process()) else {
+            eprintln!("skipped: this machine cannot create the namespaces");
+            return;
+        };
+        let dir = tempfile::Builder::new()
+            .tempdir_in("/tmp")
+            .expect("tempdir in /tmp");
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).expect("mkdir");
+        let host = tempfile::NamedTempFile::new_in("/tmp").expect("a file in /tmp");
+        std::fs::write(host.path(), "host").expect("write");
+        let out = nested.join("out");
+        let script = format!(
+            "cat '{host}' 2>/dev/null && echo SEEN-HOST >> '{o}'; \
+             ls /tmp/.attune-mine 2>/dev/null && echo SEEN-OTHER >> '{o}'; \
+             echo mine > /tmp/.attune-mine && echo wrote >> '{o}'; \
+             stat -c %a /tmp >> '{o}'",
+            host = host.path().display(),
+            o = out.display()
+        );
+        for _ in 0..2 {
+            let spec = SpawnSpec {
+                program: cstr("/bin/sh"),
+                argv: vec![cstr("sh"), cstr("-c"), cstr(&script)],
+                envp: vec![cstr("PATH=/usr/bin:/bin")],
+                cwd: cstr("/"),
+                confinement: Confinement {
+                    namespaces: Some(ns),
+                    private_tmp: PrivateTmp::covering(&tmp_roots(), &[&nested], 0),
+                    ..Confinement::default()
+                },
+            };
+            let (exit, failure) = spawn_and_wait(spec);
+            assert_eq!((exit, failure), (ExitStatus::Exited(0), None));
+        }
+        // Both ran, neither saw the system's file nor the other's, each wrote its own.
+        let text = std::fs::read_to_string(&out).expect("output");
+        assert_eq!(text, "wrote\n1777\nwrote\n1777\n");
+        assert!(!Path::new("/tmp/.attune-mine").exists());
     }
 
     /// In its namespaces the action sees its own processes only, in a `/proc` of its own

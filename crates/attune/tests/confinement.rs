@@ -57,6 +57,8 @@ def find_server():
     raise LookupError("no server process in /proc")
 attempt("find the server's command line in /proc", find_server)
 attempt("read another execution's parameter file", lambda: open(other, "rb").read(1))
+attempt("read another execution's /tmp file", lambda: open("/tmp/attune-other-secret").read(1))
+attempt("find another execution's /tmp file", lambda: os.stat("/tmp/attune-other-secret"))
 attempt("list the runtime dir", lambda: os.listdir(os.path.dirname(os.path.dirname(os.getcwd()))))
 libc = ctypes.CDLL(None, use_errno=True)
 def ptrace():
@@ -101,7 +103,7 @@ fn attack_pack(dir: &Path) {
     .unwrap();
     write_exec(
         &dir.join("actions/hold.sh"),
-        "#!/bin/bash\necho \"$ATTUNE_PARAMETER_FILE\" > \"$OUT.tmp\" && mv \"$OUT.tmp\" \"$OUT\"\nexec sleep 60\n",
+        "#!/bin/bash\necho hunter2-tmp > /tmp/attune-other-secret\necho \"$ATTUNE_PARAMETER_FILE\" > \"$OUT.tmp\" && mv \"$OUT.tmp\" \"$OUT\"\nexec sleep 60\n",
     );
 }
 
@@ -173,6 +175,8 @@ fn attack(as_nobody: bool) {
         assert_eq!(ok, &json!(true), "normal work failed: {what}");
     }
     assert!(!data.join("planted").exists());
+    // What the holder wrote in its /tmp stayed in it.
+    assert!(!Path::new("/tmp/attune-other-secret").exists());
     let (st, _) = s.admin("POST", &format!("/api/v1/executions/{holder}/cancel"), None);
     assert_eq!(st, 202);
     assert_eq!(s.wait_final(holder, 30)["status"], "canceled");

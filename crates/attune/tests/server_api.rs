@@ -134,8 +134,9 @@ fn bad_requests_get_problem_json_and_create_no_record() {
 
 #[test]
 fn five_hundred_executions_from_twenty_clients_each_run_exactly_once() {
-    let s = TestServer::start(&["--workers", "4"]);
+    // Made first: what the server's sandbox splits /dev/shm around is fixed at its start.
     let tmp = shared_tempdir();
+    let s = TestServer::start(&["--workers", "4"]);
     marker_pack(&tmp.path().join("mark"));
     let (st, v) = s.register(&tmp.path().join("mark"));
     assert_eq!(st, 201, "{v}");

@@ -20,9 +20,15 @@ pub struct TestPack {
 }
 
 /// A temporary directory any user can write: for what actions (run as nobody when the
-/// tests run as root) report back to the test.
+/// tests run as root) report back to the test. In `/dev/shm`, which actions share with
+/// the system: each has a `/tmp` of its own. Made before the server starts, so that a
+/// runtime dir in `/dev/shm` (which actions cannot create entries beside) leaves it
+/// writable to them.
 pub fn shared_tempdir() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("attune-test")
+        .tempdir_in("/dev/shm")
+        .unwrap();
     std::fs::set_permissions(
         d.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
