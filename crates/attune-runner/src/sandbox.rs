@@ -122,12 +122,10 @@ impl Landlock {
                 .collect();
             grant_entries(wanted, device, protected, &mut rules);
         }
-        // /tmp and /var/tmp, read-only: an action in namespaces gets its own (see
-        // `PrivateTmp`), covering these; one without them must not share files through
-        // them. /dev/shm stays shared and writable (split around the runtime root).
-        for tmp in TMP_ROOTS {
-            grant(Path::new(tmp), READ_RUN, protected, &mut rules);
-        }
+        // /tmp and /var/tmp get no more than the rest of the system: an action in
+        // namespaces has its own (see `PrivateTmp`), covering these; one without them must
+        // not share files through them. /dev/shm stays shared and writable (split around
+        // the runtime root).
         grant(Path::new("/dev/shm"), handled, protected, &mut rules);
         Landlock {
             abi,
@@ -1008,5 +1006,42 @@ mod tests {
         drop(third);
         assert!(!frozen.exists(), "a frozen cgroup is removed");
         assert_ne!(parent.exec_cgroup().expect("a cgroup").path(), frozen);
+    }
+
+    /// Without namespaces there is no private `/tmp`: the system's is read-only to an
+    /// action under Landlock, so it cannot leave a file there for another execution,
+    /// while its own directory stays writable.
+    #[test]
+    fn without_namespaces_the_system_tmp_is_read_only() {
+        if !landlock_abi().is_ok_and(|v| v >= 1) {
+            eprintln!("skipped: no Landlock here");
+            return;
+        }
+        let sandbox = Sandbox::for_one_execution(&[], None, false);
+        assert!(sandbox.namespaces_failed("off for this test"));
+        let exec = tempfile::tempdir().expect("tempdir");
+        let left = PathBuf::from(format!("/tmp/attune-left-{}", std::process::id()));
+        let (confinement, _cgroup) = sandbox.confine(exec.path(), None).expect("confine");
+        assert!(confinement.private_tmp.is_none());
+        let script = format!("echo x > '{}'; echo y > own", left.display());
+        let c = |s: &str| CString::new(s).expect("no NUL");
+        let spec = SpawnSpec {
+            program: c("/bin/sh"),
+            argv: vec![c("sh"), c("-c"), c(&script)],
+            envp: vec![c("PATH=/usr/bin:/bin")],
+            cwd: c(&exec.path().display().to_string()),
+            confinement,
+        };
+        let child = crate::spawn::spawn(spec).expect("spawn");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(child.wait()).expect("wait");
+        assert!(
+            exec.path().join("own").exists(),
+            "its own directory is writable"
+        );
+        assert!(!left.exists(), "the action wrote in the system's /tmp");
     }
 }

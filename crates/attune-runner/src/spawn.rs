@@ -100,7 +100,7 @@ impl PrivateTmp {
     /// each of `needed` under a covered root is kept. `None` when nothing is covered, or
     /// more than [`MAX_KEPT`] paths would have to be kept.
     pub fn covering(roots: &[PathBuf], needed: &[&Path], access: u64) -> Option<Box<PrivateTmp>> {
-        let needed: Vec<(PathBuf, bool)> = needed
+        let mut needed: Vec<(PathBuf, bool)> = needed
             .iter()
             .filter_map(|p| {
                 let real = p.canonicalize().ok()?;
@@ -108,6 +108,9 @@ impl PrivateTmp {
                 Some((real, dir))
             })
             .collect();
+        // Outer paths first: one inside another is then mounted on the real directory the
+        // outer one brought back, never hidden under it.
+        needed.sort_by_key(|(p, _)| p.components().count());
         let roots: Vec<&PathBuf> = roots
             .iter()
             .filter(|r| !needed.iter().any(|(p, _)| r.starts_with(p)))
@@ -2142,6 +2145,35 @@ mod tests {
 
     fn tmp_roots() -> Vec<PathBuf> {
         vec![PathBuf::from("/tmp")]
+    }
+
+    /// What a private `/tmp` keeps: what lies under a covered root, outer paths first,
+    /// with the directories to create on the way; a root that is needed itself (or lies
+    /// inside what is needed) is not covered.
+    #[test]
+    fn a_private_tmp_keeps_what_the_action_needs_under_it() {
+        let t = tempfile::Builder::new()
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let inner = t.path().join("a/b");
+        std::fs::create_dir_all(&inner).expect("mkdir");
+        let file = t.path().join("a/f");
+        std::fs::write(&file, "").expect("file");
+        let roots = [PathBuf::from("/tmp"), PathBuf::from("/var/tmp")];
+        let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
+        let p = PrivateTmp::covering(&roots, &[&inner, t.path(), &file], 7).expect("covered");
+        assert_eq!((p.roots.len(), p.access), (2, 7));
+        let kept: Vec<(&CString, bool, usize)> =
+            p.keep.iter().map(|k| (&k.path, k.dir, k.root)).collect();
+        let outer = c(t.path());
+        let (f, i) = (c(&file), c(&inner));
+        assert_eq!(kept, [(&outer, true, 0), (&i, true, 0), (&f, false, 0)]);
+        assert_eq!(p.keep[1].parents, [c(t.path()), c(&t.path().join("a"))]);
+        assert!(p.keep[0].parents.is_empty());
+        // /tmp itself needed: only /var/tmp is covered, and nothing kept under it.
+        let p = PrivateTmp::covering(&roots, &[Path::new("/tmp")], 0).expect("covered");
+        assert_eq!((p.roots, p.keep.len()), (vec![c(Path::new("/var/tmp"))], 0));
+        assert!(PrivateTmp::covering(&roots[..1], &[Path::new("/")], 0).is_none());
     }
 
     /// In its namespaces the action has a `/tmp` of its own: what it writes there is gone
